@@ -1,0 +1,34 @@
+# The two commands of the README: `make run` (main job on the embedded default) and `make test`.
+# Both install into .venv first, idempotently (re-run only when pyproject.toml changes).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STORE ?= $(CURDIR)/.vp_store
+SWEEP ?= sweeps/smoke.yaml
+# CPU build by default; a GPU cluster sets e.g. TORCH_SPEC="torch==2.13.0 --index-url <cuda wheel index>".
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: install run test bench clean-store
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Main job: a local Ray head (started and stopped by PID), `ray job submit` of the sweep driver.
+run: install
+	$(PY) jobs/local_cluster.py submit -- python jobs/sweep_ablations.py --sweep $(SWEEP) --store $(STORE)
+
+test: install
+	$(PY) -m pytest tests
+
+bench: install
+	$(PY) bench/data_pipeline.py
+
+clean-store:
+	rm -rf $(STORE)

@@ -1,0 +1,423 @@
+"""Typed configuration: one source of truth for every stage, loaded from YAML.
+
+Every stage reads its part of one `PlatformConfig`. Loading is strict: unknown keys, wrong types and
+impossible values are all collected (with their key path and, for names, the nearest valid one) and
+raised together as a `ConfigError` *before* any Ray resources are requested.
+
+A sweep file has the shape::
+
+    name: smoke
+    base: {<PlatformConfig fields>}
+    rows:
+      - name: two_stage
+        overrides: {<any PlatformConfig fields, nested>}
+
+Rows are a named list (the paper's table), not a grid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """All problems found in a config, each as 'where: what (fix)'."""
+
+    def __init__(self, errors: list[str], source: str | None = None):
+        self.errors = list(errors)
+        self.source = source
+        head = f"{source}: " if source else ""
+        lines = "\n".join(f"  - {e}" for e in self.errors)
+        super().__init__(f"{head}{len(self.errors)} config error(s):\n{lines}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Config dataclasses. Field comments are the user-facing documentation of each key.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RenderConfig:
+    """Offscreen render settings; recorded with the demos so evaluation renders the same way."""
+
+    preset: Literal["default", "fast"] = "fast"  # fast: no shadows/reflections/MSAA, ~3x cheaper on CPU
+    gl: Literal["egl", "osmesa"] = "egl"  # headless backend; osmesa is the fallback when EGL fails
+
+
+@dataclass
+class DemoFileConfig:
+    """A published robomimic-format HDF5 file (RoboCasa, LIBERO, MimicGen) used as a demo source."""
+
+    path: str = ""
+    task: str = ""  # task name to file it under; default: the file's env_name
+    language: str = ""  # instruction when the file carries none (MimicGen files have no language)
+
+
+@dataclass
+class DemoConfig:
+    """Stage `demos`: where demonstrations come from."""
+
+    source: Literal["scripted", "files"] = "scripted"
+    suite: str = "robosuite"  # suite whose scripted experts generate the demos
+    tasks: list[str] = field(default_factory=lambda: ["Lift", "Stack", "PickPlaceCan"])
+    demos_per_task: int = 4
+    cameras: list[str] = field(default_factory=lambda: ["agentview", "frontview", "robot0_eye_in_hand"])
+    image_size: int = 128
+    max_steps: int = 400  # per scripted episode; failures are retried with a new seed, never written
+    seed: int = 0
+    shard_size: int = 2  # successful episodes per Ray task (the unit of parallelism and of resume)
+    max_attempts_per_demo: float = 3.0  # give up on a shard after this many attempts per wanted demo
+    render: RenderConfig = field(default_factory=RenderConfig)
+    files: list[DemoFileConfig] = field(default_factory=list)
+    skip_bad: bool = False  # skip (and report) invalid demos instead of failing
+
+    def validate(self) -> list[str]:
+        errs = []
+        if self.demos_per_task <= 0:
+            errs.append("demos_per_task: must be > 0")
+        if self.image_size < 16 or self.image_size > 1024:
+            errs.append("image_size: must be between 16 and 1024")
+        if not self.cameras:
+            errs.append("cameras: at least one camera is needed")
+        if len(set(self.cameras)) != len(self.cameras):
+            errs.append(f"cameras: duplicate names in {self.cameras}")
+        if self.max_steps <= 0:
+            errs.append("max_steps: must be > 0")
+        if self.shard_size <= 0:
+            errs.append("shard_size: must be > 0")
+        if self.max_attempts_per_demo < 1:
+            errs.append("max_attempts_per_demo: must be >= 1")
+        if self.source == "scripted" and not self.tasks:
+            errs.append("tasks: at least one task is needed")
+        if self.source == "files":
+            if not self.files:
+                errs.append("files: source is 'files' but no files are listed")
+            for i, f in enumerate(self.files):
+                if not f.path:
+                    errs.append(f"files[{i}].path: empty")
+                elif not Path(f.path).expanduser().exists():
+                    errs.append(f"files[{i}].path: no such file {f.path!r}")
+        return errs
+
+
+@dataclass
+class ClipConfig:
+    """Stage `clips`: demos -> training windows, as in the paper.
+
+    A clip starting at step t holds, per camera, frames t, t+s, ..., t+T*s (frame t is the condition
+    frame; T = video_horizon / frame_stride future frames) and the actions t .. t+action_horizon-1.
+    """
+
+    video_horizon: int = 32  # control steps covered by the predicted video (paper ablation: 0/16/32)
+    frame_stride: int = 4  # steps between predicted frames (paper: 4, so 8 frames per camera)
+    action_horizon: int = 32  # action chunk length (paper: 32, the first 16 are executed)
+    action_dim: int = 7  # first dims of the stored actions used (RoboCasa stores 12, the paper uses 7)
+    image_size: int = 128  # frames are resized to this (<= the demos' image size)
+    cameras: list[str] = field(default_factory=list)  # default: all cameras of the demos
+    task_subset: Literal["all", "half", "list"] = "all"
+    task_list: list[str] = field(default_factory=list)  # tasks when task_subset == "list"
+    half_seed: int = 0  # seed of the deterministic half_tasks split (recorded in the manifest)
+    val_fraction: float = 0.1  # demos (not clips) held out for validation, per task
+    split_seed: int = 0
+    clips_per_item: int = 16  # clips cut per read of a demo shard; smaller mixes demos more per batch
+
+    @property
+    def frames_per_camera(self) -> int:
+        return self.video_horizon // self.frame_stride if self.frame_stride > 0 else 0
+
+    def validate(self) -> list[str]:
+        errs = []
+        if self.video_horizon < 0:
+            errs.append("video_horizon: must be >= 0 (control steps; the paper uses 0, 16 or 32)")
+        if self.frame_stride <= 0:
+            errs.append("frame_stride: must be > 0")
+        elif self.video_horizon % self.frame_stride:
+            errs.append(
+                f"video_horizon: {self.video_horizon} is not a multiple of frame_stride {self.frame_stride}"
+            )
+        if self.action_horizon <= 0:
+            errs.append("action_horizon: must be > 0")
+        if self.action_dim <= 0:
+            errs.append("action_dim: must be > 0")
+        if self.image_size < 8:
+            errs.append("image_size: must be >= 8")
+        if not 0.0 <= self.val_fraction < 1.0:
+            errs.append("val_fraction: must be in [0, 1)")
+        if self.task_subset == "list" and not self.task_list:
+            errs.append("task_list: task_subset is 'list' but task_list is empty")
+        if self.task_subset != "list" and self.task_list:
+            errs.append("task_list: only used when task_subset is 'list'")
+        if self.clips_per_item <= 0:
+            errs.append("clips_per_item: must be > 0")
+        return errs
+
+
+@dataclass
+class RayConfig:
+    """How jobs reach Ray. address 'auto' joins RAY_ADDRESS / a running head, else starts a local one."""
+
+    address: str = "auto"
+    num_cpus: int = 0  # for a locally started cluster; 0 = all cores
+    auth_mode: Literal["disabled", "token"] = "disabled"  # set explicitly in every process (see README)
+
+
+@dataclass
+class PlatformConfig:
+    name: str = "default"
+    store: str = "~/.cache/videopolicy/store"  # root of content-addressed stage outputs (S3 on a cluster)
+    demos: DemoConfig = field(default_factory=DemoConfig)
+    clips: ClipConfig = field(default_factory=ClipConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    def validate(self) -> list[str]:
+        """Cross-section checks that need more than one section (or the suite catalogue)."""
+        from videopolicy.sim.catalog import suite_cameras, suite_tasks
+
+        errs = []
+        if self.demos.source == "scripted":
+            known_tasks = suite_tasks(self.demos.suite)
+            if known_tasks is None:
+                errs.append(f"demos.suite: unknown suite {self.demos.suite!r}{_hint(self.demos.suite, ['robosuite'])}")
+            else:
+                for i, task in enumerate(self.demos.tasks):
+                    if task not in known_tasks:
+                        errs.append(f"demos.tasks[{i}]: unknown task {task!r}{_hint(task, known_tasks)}")
+                        continue
+                    have = suite_cameras(self.demos.suite, task)
+                    for cam in self.demos.cameras:
+                        if cam not in have:
+                            errs.append(
+                                f"demos.cameras: task {task!r} has no camera {cam!r}{_hint(cam, have)} "
+                                f"(it has {sorted(have)})"
+                            )
+        for i, cam in enumerate(self.clips.cameras):
+            if cam not in self.demos.cameras and self.demos.source == "scripted":
+                errs.append(f"clips.cameras[{i}]: {cam!r} is not among demos.cameras{_hint(cam, self.demos.cameras)}")
+        if self.demos.source == "scripted" and self.clips.image_size > self.demos.image_size:
+            errs.append(
+                f"clips.image_size: {self.clips.image_size} is larger than demos.image_size {self.demos.image_size}"
+            )
+        if self.clips.task_subset == "list" and self.demos.source == "scripted":
+            for i, task in enumerate(self.clips.task_list):
+                if task not in self.demos.tasks:
+                    errs.append(f"clips.task_list[{i}]: {task!r} is not among demos.tasks{_hint(task, self.demos.tasks)}")
+        if self.clips.task_subset == "half" and self.demos.source == "scripted" and len(self.demos.tasks) < 2:
+            errs.append("clips.task_subset: 'half' needs at least 2 tasks in demos.tasks")
+        return errs
+
+
+@dataclass
+class RowConfig:
+    name: str = ""
+    overrides: dict = field(default_factory=dict)
+
+
+@dataclass
+class SweepConfig:
+    """A sweep: a base config and a named list of rows (ablation variants), each a set of overrides."""
+
+    name: str
+    base: PlatformConfig
+    rows: list[tuple[str, PlatformConfig]]
+
+    def row(self, name: str) -> PlatformConfig:
+        for row_name, cfg in self.rows:
+            if row_name == name:
+                return cfg
+        raise KeyError(f"no row {name!r}{_hint(name, [n for n, _ in self.rows])}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Generic strict loader: dict -> dataclass, collecting every error with its key path.
+# ---------------------------------------------------------------------------------------------
+
+
+def _hint(name: str, candidates) -> str:
+    close = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, path: str, errors: list[str]) -> Any:
+    """Convert a YAML value to `tp`, appending errors instead of raising."""
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            errors.append(f"{path}: expected a mapping for {tp.__name__}, got {type(value).__name__} {value!r}")
+            return tp()
+        return _build(tp, value, path, errors)
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            errors.append(f"{path}: {value!r} is not one of {list(choices)}{_hint(value, choices)}")
+            return choices[0]
+        return value
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if value is None and len(args) < len(get_args(tp)):
+            return None
+        sub: list[str] = []
+        out = _convert(value, args[0], path, sub)
+        errors.extend(sub)
+        return out
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            errors.append(f"{path}: expected a list, got {type(value).__name__} {value!r}")
+            return [] if origin is list else ()
+        (item_tp, *_) = get_args(tp) or (Any,)
+        items = [_convert(v, item_tp, f"{path}[{i}]", errors) for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            errors.append(f"{path}: expected a mapping, got {type(value).__name__} {value!r}")
+            return {}
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            errors.append(f"{path}: expected true/false, got {type(value).__name__} {value!r}")
+            return False
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            errors.append(f"{path}: expected an integer, got {type(value).__name__} {value!r}")
+            return 0
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            errors.append(f"{path}: expected a finite number, got {type(value).__name__} {value!r}")
+            return 0.0
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            errors.append(f"{path}: expected a string, got {type(value).__name__} {value!r}")
+            return ""
+        return value
+    errors.append(f"{path}: unsupported type {_type_name(tp)}")
+    return value
+
+
+def _build(cls, data: dict, path: str, errors: list[str]):
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for key, value in data.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key not in fields:
+            errors.append(f"{where}: unknown key{_hint(key, fields)}; valid keys: {sorted(fields)}")
+            continue
+        kwargs[key] = _convert(value, hints[key], where, errors)
+    return cls(**kwargs)  # every field has a default
+
+
+def _validate_tree(obj, path: str, errors: list[str]) -> None:
+    """Run every nested dataclass's own validate() (impossible values), prefixing key paths."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        where = f"{path}.{f.name}" if path else f.name
+        if dataclasses.is_dataclass(value):
+            _validate_tree(value, where, errors)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                if dataclasses.is_dataclass(v):
+                    _validate_tree(v, f"{where}[{i}]", errors)
+    validate = getattr(obj, "validate", None)
+    if validate is not None and not isinstance(obj, PlatformConfig):
+        errors.extend(f"{path}.{e}" if path else e for e in validate())
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def config_from_dict(data: dict, source: str | None = None, prefix: str = "") -> PlatformConfig:
+    errors: list[str] = []
+    cfg = _config_or_errors(data, prefix, errors)
+    if errors:
+        raise ConfigError(errors, source)
+    return cfg
+
+
+def _config_or_errors(data: dict, prefix: str, errors: list[str]) -> PlatformConfig:
+    if not isinstance(data, dict):
+        errors.append(f"{prefix or '<top>'}: expected a mapping, got {type(data).__name__}")
+        return PlatformConfig()
+    n_before = len(errors)
+    cfg = _build(PlatformConfig, data, prefix, errors)
+    if len(errors) == n_before:  # value checks only make sense on well-typed input
+        _validate_tree(cfg, prefix, errors)
+        errors.extend(f"{prefix}.{e}" if prefix else e for e in cfg.validate())
+    return cfg
+
+
+def to_dict(cfg) -> dict:
+    """The resolved config as plain data (for manifests, MLflow params, hashing)."""
+    return dataclasses.asdict(cfg)
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError([f"file not found: {path}"])
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError([f"not valid YAML: {e}"], str(path)) from e
+    return data
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> PlatformConfig:
+    """Load a plain config file, or the `base` of a sweep file, with optional overrides."""
+    data = load_yaml(path)
+    if "base" in data:
+        data = data["base"] or {}
+    return config_from_dict(_merge(data, overrides or {}), str(path))
+
+
+def load_sweep(path: str | Path) -> SweepConfig:
+    """Load and validate a sweep file: every row's resolved config, all errors at once."""
+    data = load_yaml(path)
+    errors: list[str] = []
+    allowed = {"name", "base", "rows", "description"}
+    for key in data:
+        if key not in allowed:
+            errors.append(f"{key}: unknown top-level key{_hint(key, allowed)}; valid keys: {sorted(allowed)}")
+    base_data = data.get("base") or {}
+    base = _config_or_errors(base_data, "base", errors)
+    rows: list[tuple[str, PlatformConfig]] = []
+    seen: set[str] = set()
+    raw_rows = data.get("rows") or [{"name": "base", "overrides": {}}]
+    if not isinstance(raw_rows, list):
+        errors.append("rows: expected a list of {name, overrides}")
+        raw_rows = []
+    for i, raw in enumerate(raw_rows):
+        row = _convert(raw, RowConfig, f"rows[{i}]", errors)
+        if not row.name:
+            errors.append(f"rows[{i}].name: every row needs a name")
+        elif row.name in seen:
+            errors.append(f"rows[{i}].name: duplicate row name {row.name!r}")
+        seen.add(row.name)
+        cfg = _config_or_errors(_merge(base_data, row.overrides), f"rows[{i}]({row.name})", errors)
+        rows.append((row.name, cfg))
+    if errors:
+        raise ConfigError(errors, str(path))
+    return SweepConfig(name=data.get("name") or Path(path).stem, base=base, rows=rows)
