@@ -1,0 +1,153 @@
+"""A local Ray head for `ray job submit` on one machine, started and stopped by PID.
+
+`ray stop` kills every Ray process on the machine by name, including other users' clusters, so we
+never use it. The head runs under a temp dir unique to this checkout; its processes are the ones
+whose command line names that dir, plus their descendants (dashboard modules, workers), and
+`stop()` signals exactly those PIDs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _children_map() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            stat = (p / "stat").read_text()
+            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        kids.setdefault(ppid, []).append(int(p.name))
+    return kids
+
+
+def processes_under(marker: str) -> list[int]:
+    """PIDs whose command line contains `marker`, and all their descendants."""
+    roots = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit() or int(p.name) == os.getpid():
+            continue
+        try:
+            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmd:
+            roots.append(int(p.name))
+    kids = _children_map()
+    seen: set[int] = set()
+    stack = list(roots)
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        stack.extend(kids.get(pid, []))
+    return sorted(seen)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is dead for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@dataclass
+class LocalHead:
+    temp_dir: str
+    num_cpus: int = 0
+    dashboard_port: int = 0
+
+    @classmethod
+    def for_checkout(cls, root: str | Path, num_cpus: int = 0) -> "LocalHead":
+        # Ray's unix socket paths must stay short (~107 chars): a hash under /tmp, not the checkout path.
+        tag = hashlib.sha1(str(Path(root).resolve()).encode()).hexdigest()[:8]
+        return cls(temp_dir=f"/tmp/vpray_{tag}", num_cpus=num_cpus)
+
+    @property
+    def address(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    def pids(self) -> list[int]:
+        return processes_under(self.temp_dir + "/")
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.setdefault("RAY_AUTH_MODE", "disabled")
+        env["RAY_USAGE_STATS_ENABLED"] = "0"
+        return env
+
+    def start(self) -> None:
+        if self.pids():
+            raise RuntimeError(f"a head under {self.temp_dir} is already running (pids {self.pids()}); "
+                               f"stop it with `python jobs/local_cluster.py stop`")
+        self.dashboard_port = self.dashboard_port or _free_port()
+        ray = str(Path(sys.executable).with_name("ray"))
+        cmd = [ray, "start", "--head", "--node-ip-address=127.0.0.1", "--port=0",
+               f"--temp-dir={self.temp_dir}", "--dashboard-host=127.0.0.1",
+               f"--dashboard-port={self.dashboard_port}", "--disable-usage-stats"]
+        if self.num_cpus:
+            cmd.append(f"--num-cpus={self.num_cpus}")
+        subprocess.run(cmd, check=True, env=self.env(), stdout=subprocess.DEVNULL)
+        Path(self.temp_dir, "vp_dashboard_port").write_text(str(self.dashboard_port))
+
+    def attach(self) -> bool:
+        """Re-read the dashboard port of a head started earlier by `start()`."""
+        port_file = Path(self.temp_dir, "vp_dashboard_port")
+        if not self.pids() or not port_file.exists():
+            return False
+        self.dashboard_port = int(port_file.read_text())
+        return True
+
+    def stop(self, grace_s: float = 15.0) -> list[int]:
+        """SIGTERM our processes, then SIGKILL what is left after `grace_s` (gcs/raylet ignore TERM a while)."""
+        pids = self.pids()
+        for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.time() + wait
+            while time.time() < deadline and any(_alive(p) for p in pids):
+                time.sleep(0.2)
+            pids = [p for p in pids if _alive(p)] + [p for p in self.pids() if p not in pids]
+            if not pids:
+                break
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        return pids
+
+    def submit(self, entrypoint: list[str], working_dir: str = ".", env_vars: dict | None = None) -> int:
+        """`ray job submit` and follow its logs; returns the job's exit status (0 = succeeded)."""
+        import json
+
+        ray = str(Path(sys.executable).with_name("ray"))
+        runtime_env = {"env_vars": {"RAY_AUTH_MODE": self.env()["RAY_AUTH_MODE"], **(env_vars or {})}}
+        cmd = [ray, "job", "submit", f"--address={self.address}", f"--working-dir={working_dir}",
+               f"--runtime-env-json={json.dumps(runtime_env)}", "--", *entrypoint]
+        return subprocess.run(cmd, env=self.env()).returncode
