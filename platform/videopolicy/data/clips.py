@@ -1,0 +1,445 @@
+"""Stage `clips`: demonstrations -> training clips, as in the paper, served by Ray Data.
+
+A clip starting at step t of a demo holds::
+
+    frames       (V, T+1, H, W, 3) uint8    per camera, steps t, t+s, ..., t+T*s (index 0 = condition frame;
+                                            steps past the episode end repeat the last frame)
+    actions      (A_h, A) float32           steps t .. t+A_h-1, zero-padded past the end (before
+                                            normalisation, as the authors do), min-max normalised to [-1, 1]
+    action_mask  (A_h,) bool                False on padded steps
+    language     str                        the task sentence
+
+with V cameras, T = video_horizon / frame_stride, A_h = action_horizon (32), A = action_dim (7).
+Every step of every demo is a clip start.
+
+Storage stores each frame once: per-demo Parquet shards (one row per step: a fixed-size binary column
+per camera with the resized frame, and the raw action), an `index.parquet` of clips (demo, start,
+split), and the normaliser statistics (computed on the training demos only) in the manifest. Windows
+are cut in the streaming pipeline, never materialised: 3 cameras x 9 frames x 128^2 is ~1.3 MB a clip,
+and every frame belongs to ~9 clips.
+
+The pipeline reads "items" of `clips_per_item` clips of one demo (one shard read serves them all),
+shuffled; `iter_torch_batches(local_shuffle_buffer_size=...)` then mixes clips across items.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from ray.data.collate_fn import NumpyBatchCollateFn
+
+from videopolicy.config import ClipConfig, PlatformConfig
+from videopolicy.store import StageDir, file_digest, stable_hash
+
+log = logging.getLogger(__name__)
+
+CLIP_VERSION = 1  # bump when the stored layout or the window semantics change
+DEMO_CHUNK = 8  # demos per shard-writing Ray task
+
+
+@dataclass(frozen=True)
+class DemoSource:
+    task: str
+    path: str
+    digest: str  # content identity: the demo stage key, or the file's sha256 prefix
+    language: str = ""  # override for files without a sentence
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources, task subsets and splits
+# ---------------------------------------------------------------------------------------------
+
+
+def demo_sources(cfg: PlatformConfig, store: str | None = None) -> list[DemoSource]:
+    """The demo files this config trains on; generates missing scripted demos first (on Ray)."""
+    d = cfg.demos
+    if d.source == "files":
+        return [
+            DemoSource(task=f.task or Path(f.path).stem, path=str(Path(f.path).expanduser().resolve()),
+                       digest=file_digest(Path(f.path).expanduser()), language=f.language)
+            for f in d.files
+        ]
+    from videopolicy.data.generate import demo_key, generate_demos
+
+    paths = generate_demos(cfg, store)
+    return [DemoSource(task=t, path=str(paths[t]), digest=demo_key(d, t)) for t in d.tasks]
+
+
+def half_split(tasks: list[str], seed: int) -> tuple[list[str], list[str]]:
+    """Deterministic half_tasks split: (seen, unseen), ceil(n/2) seen. Independent of input order."""
+    ordered = sorted(set(tasks))
+    perm = np.random.default_rng(seed).permutation(len(ordered))
+    k = math.ceil(len(ordered) / 2)
+    seen = sorted(ordered[i] for i in perm[:k])
+    return seen, sorted(set(ordered) - set(seen))
+
+
+def select_tasks(tasks: list[str], clips: ClipConfig) -> tuple[list[str], list[str]]:
+    """(tasks to train on, held-out tasks) for the configured subset."""
+    if clips.task_subset == "half":
+        return half_split(tasks, clips.half_seed)
+    if clips.task_subset == "list":
+        missing = [t for t in clips.task_list if t not in tasks]
+        if missing:
+            raise ValueError(f"clips.task_list: {missing} not among the demo tasks {sorted(tasks)}")
+        return sorted(clips.task_list), sorted(set(tasks) - set(clips.task_list))
+    return sorted(tasks), []
+
+
+def split_demos(names: list[str], val_fraction: float, seed: int, task: str) -> dict[str, str]:
+    """demo name -> 'train' | 'val'; split by demo, never by clip. Keeps at least one train demo."""
+    if not names:
+        return {}
+    rng = np.random.default_rng([seed, int(stable_hash(task, length=8), 16)])
+    order = [names[i] for i in rng.permutation(len(names))]
+    n_val = min(len(names) - 1, round(val_fraction * len(names)))
+    if val_fraction > 0 and n_val == 0 and len(names) >= 4:
+        n_val = 1
+    return {n: ("val" if i < n_val else "train") for i, n in enumerate(order)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Normaliser
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ActionNormalizer:
+    """Per-dimension min-max to [-1, 1] (the authors' normalisation), from training demos only."""
+
+    low: np.ndarray  # (A,)
+    high: np.ndarray  # (A,)
+
+    def _scale(self) -> tuple[np.ndarray, np.ndarray]:
+        span = self.high - self.low
+        span = np.where(span < 1e-8, 1.0, span)  # a constant dim maps to a constant, not to inf
+        return span, self.low
+
+    def normalize(self, a: np.ndarray) -> np.ndarray:
+        span, low = self._scale()
+        return (2.0 * (a - low) / span - 1.0).astype(np.float32)
+
+    def unnormalize(self, a: np.ndarray) -> np.ndarray:
+        span, low = self._scale()
+        return ((np.asarray(a, dtype=np.float64) + 1.0) / 2.0 * span + low).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"low": self.low.tolist(), "high": self.high.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ActionNormalizer":
+        return cls(np.asarray(d["low"], dtype=np.float64), np.asarray(d["high"], dtype=np.float64))
+
+
+# ---------------------------------------------------------------------------------------------
+# Window cutting (shared by the Ray pipeline, the plain-loop benchmark and the tests)
+# ---------------------------------------------------------------------------------------------
+
+
+def frame_indices(start: int, length: int, frames_per_camera: int, stride: int) -> np.ndarray:
+    """Steps of the condition frame and the T future frames; past the end, the last frame repeats."""
+    idx = start + stride * np.arange(frames_per_camera + 1)
+    return np.minimum(idx, length - 1)
+
+
+def cut_windows(
+    frames: np.ndarray,
+    actions: np.ndarray,
+    starts: np.ndarray,
+    clips: ClipConfig,
+    normalizer: ActionNormalizer,
+) -> dict[str, np.ndarray]:
+    """frames (N, V, H, W, 3) uint8, actions (N, A) -> a batch of clips starting at `starts`.
+
+    Returns frames (B, V, T+1, H, W, 3) uint8, actions (B, A_h, A) float32 in [-1, 1] on valid steps,
+    action_mask (B, A_h) bool, start (B,) int.
+    """
+    n = len(actions)
+    starts = np.asarray(starts, dtype=np.int64)
+    fidx = np.stack([frame_indices(s, n, clips.frames_per_camera, clips.frame_stride) for s in starts])
+    win = frames[fidx]  # (B, T+1, V, H, W, 3)
+    win = np.ascontiguousarray(win.transpose(0, 2, 1, 3, 4, 5))
+    steps = starts[:, None] + np.arange(clips.action_horizon)[None, :]
+    mask = steps < n
+    raw = np.zeros((len(starts), clips.action_horizon, actions.shape[1]), dtype=np.float64)
+    raw[mask] = actions[steps[mask]]
+    return {
+        "frames": win,
+        "actions": normalizer.normalize(raw),
+        "action_mask": mask,
+        "start": starts,
+    }
+
+
+def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, size, size, 3) uint8 (area filter when shrinking)."""
+    if frames.shape[1] == size and frames.shape[2] == size:
+        return frames
+    import cv2
+
+    return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-demo shards (Parquet, one row per step)
+# ---------------------------------------------------------------------------------------------
+
+
+def write_demo_shards(
+    source: DemoSource, demos: list[str], cameras: list[str], clips: ClipConfig, out_dir: str
+) -> list[dict]:
+    """Decode, resize and store each demo once. Returns per-demo records (length, action min/max)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from videopolicy.data.hdf5 import DemoFile
+
+    records = []
+    size = clips.image_size
+    with DemoFile(source.path, language=source.language) as f:
+        for demo in demos:
+            d = f.read(demo, cameras, action_dim=clips.action_dim)
+            n = len(d)
+            cols = {
+                "t": pa.array(np.arange(n, dtype=np.int32)),
+                "action": pa.FixedSizeListArray.from_arrays(
+                    pa.array(d.actions.astype(np.float32).ravel()), clips.action_dim),
+            }
+            for cam in cameras:
+                imgs = np.ascontiguousarray(resize_frames(d.frames[cam], size))
+                cols[cam] = pa.FixedSizeBinaryArray.from_buffers(
+                    pa.binary(size * size * 3), n, [None, pa.py_buffer(imgs.tobytes())])
+            uid = f"{source.task}__{demo}"
+            path = Path(out_dir) / source.task / f"{uid}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".parquet.tmp")
+            pq.write_table(pa.table(cols), tmp, compression="none", row_group_size=max(n, 1))
+            tmp.replace(path)
+            records.append({
+                "demo_uid": uid, "task": source.task, "demo": demo, "language": d.language, "length": n,
+                "shard": str(path.relative_to(Path(out_dir).parent)),  # relative to the stage dir
+                "action_min": d.actions.min(axis=0).tolist(), "action_max": d.actions.max(axis=0).tolist(),
+            })
+    return records
+
+
+def read_demo_shard(path: str, cameras: list[str], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """-> frames (N, V, H, W, 3) uint8, actions (N, A) float32, zero-copy from the Parquet buffers."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=["action", *cameras])
+    n = table.num_rows
+    act_col = table.column("action").combine_chunks()
+    actions = act_col.flatten().to_numpy(zero_copy_only=False).reshape(n, -1)
+    frames = np.empty((n, len(cameras), size, size, 3), dtype=np.uint8)
+    for v, cam in enumerate(cameras):
+        col = table.column(cam).combine_chunks()
+        frames[:, v] = np.frombuffer(col.buffers()[1], dtype=np.uint8, count=n * size * size * 3).reshape(
+            n, size, size, 3)
+    return frames, actions
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ClipDataset:
+    """A finished clip stage: where it is and what it holds."""
+
+    path: Path
+    manifest: dict
+
+    @classmethod
+    def open(cls, path: str | Path) -> "ClipDataset":
+        stage_path = Path(path)
+        if not (stage_path / "_COMPLETE").exists():
+            raise FileNotFoundError(f"{stage_path}: not a finished clip dataset (no _COMPLETE marker)")
+        return cls(stage_path, json.loads((stage_path / "manifest.json").read_text()))
+
+    @property
+    def clips(self) -> ClipConfig:
+        return ClipConfig(**{k: v for k, v in self.manifest["clips"].items()})
+
+    @property
+    def cameras(self) -> list[str]:
+        return list(self.manifest["cameras"])
+
+    @property
+    def normalizer(self) -> ActionNormalizer:
+        return ActionNormalizer.from_dict(self.manifest["normalizer"])
+
+    def index(self, split: str | None = None):
+        import pandas as pd
+
+        df = pd.read_parquet(self.path / "index.parquet")
+        return df if split is None else df[df["split"] == split].reset_index(drop=True)
+
+    def ray_dataset(self, split: str = "train", shuffle: bool = True, seed: int | None = None):
+        """A Ray Dataset of clips (see module docstring for columns); for `TorchTrainer(datasets=...)`."""
+        import ray
+
+        items = self.items(split, seed if seed is not None else 0)
+        if not items:
+            raise ValueError(f"{self.path}: split {split!r} has no clips")
+        ds = ray.data.from_items(items, override_num_blocks=min(len(items), 64))
+        if shuffle:
+            ds = ds.random_shuffle(seed=seed)
+        spec = {"root": str(self.path), "cameras": self.cameras, "clips": asdict(self.clips),
+                "normalizer": self.manifest["normalizer"]}
+        return ds.map_batches(_CutItems(spec), batch_size=1, batch_format="numpy")
+
+    def items(self, split: str, seed: int = 0) -> list[dict]:
+        """Groups of up to clips_per_item clips of one demo, spread evenly over each demo's steps."""
+        index = self.index(split)
+        per = self.clips.clips_per_item
+        rng = np.random.default_rng(seed)
+        items = []
+        for uid, g in index.groupby("demo_uid", sort=True):
+            starts = g["start"].to_numpy()
+            order = rng.permutation(len(starts))
+            n_items = math.ceil(len(starts) / per)
+            for k in range(n_items):
+                sel = np.sort(starts[order[k::n_items]])
+                row = g.iloc[0]
+                items.append({"shard": row["shard"], "task": row["task"], "language": row["language"],
+                              "demo_uid": uid, "starts": sel.tolist()})
+        return items
+
+
+class _CutItems:
+    """map_batches UDF: one item (a demo shard + starts) -> its clips. Stateless, so any worker can run it."""
+
+    def __init__(self, spec: dict):
+        self.root = spec["root"]
+        self.cameras = spec["cameras"]
+        self.clips = ClipConfig(**spec["clips"])
+        self.normalizer = ActionNormalizer.from_dict(spec["normalizer"])
+
+    def __call__(self, batch: dict) -> dict:
+        out: dict[str, list] = {}
+        for i in range(len(batch["shard"])):
+            frames, actions = read_demo_shard(
+                f"{self.root}/{batch['shard'][i]}", self.cameras, self.clips.image_size)
+            starts = np.asarray(batch["starts"][i], dtype=np.int64)
+            clips = cut_windows(frames, actions, starts, self.clips, self.normalizer)
+            n = len(starts)
+            clips["language"] = np.array([batch["language"][i]] * n, dtype=object)
+            clips["task"] = np.array([batch["task"][i]] * n, dtype=object)
+            clips["demo_uid"] = np.array([batch["demo_uid"][i]] * n, dtype=object)
+            for k, v in clips.items():
+                out.setdefault(k, []).append(v)
+        return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def clip_key(cfg: PlatformConfig, sources: list[DemoSource]) -> str:
+    c = asdict(cfg.clips)
+    c.pop("clips_per_item")  # changes how the pipeline groups reads, not what is stored
+    src = sorted((s.task, s.digest, s.language) for s in sources)
+    return stable_hash("clips", CLIP_VERSION, c, cfg.demos.cameras, cfg.demos.skip_bad, src)
+
+
+def build_clips(cfg: PlatformConfig, store: str | None = None) -> ClipDataset:
+    """Make sure the clip dataset for `cfg` exists (building demos and shards as needed); open it."""
+    import pandas as pd
+    import ray
+
+    from videopolicy.data.hdf5 import DemoFile, DemoValidationError, validate_file
+    from videopolicy.runtime import worker_env
+    from videopolicy.store import write_json_atomic
+
+    store = store or cfg.store
+    c = cfg.clips
+    sources = demo_sources(cfg, store)
+    stage = StageDir.of(store, "clips", clip_key(cfg, sources))
+    if stage.is_complete():
+        log.info("clips: reusing %s", stage.path)
+        return ClipDataset.open(stage.path)
+
+    # 1. Validate every demo before any work; bad demos stop the stage unless skip_bad.
+    cameras = list(c.cameras or cfg.demos.cameras)
+    if cfg.demos.source == "files" and not c.cameras:
+        with DemoFile(sources[0].path) as f:
+            cameras = f.cameras()
+    problems = []
+    for s in sources:
+        problems += validate_file(s.path, cameras, c.action_dim, c.image_size, language=s.language)
+    bad_files = {p.file for p in problems if not p.demo}
+    if problems and not cfg.demos.skip_bad:
+        raise DemoValidationError(problems)
+    bad = {(p.file, p.demo) for p in problems}
+    for p in problems:
+        log.warning("skipping bad demo: %s", p)
+
+    # 2. Task subset and per-task train/val split, by demo.
+    all_tasks = sorted({s.task for s in sources})
+    train_tasks, heldout = select_tasks(all_tasks, c)
+    plan: list[tuple[DemoSource, list[str]]] = []
+    split_of: dict[str, str] = {}
+    for s in sources:
+        if s.task not in train_tasks or s.path in bad_files:
+            continue
+        with DemoFile(s.path, language=s.language) as f:
+            names = [n for n in f.demo_names() if (s.path, n) not in bad]
+        for name, split in split_demos(names, c.val_fraction, c.split_seed, s.task).items():
+            split_of[f"{s.task}__{name}"] = split
+        plan += [(s, names[i:i + DEMO_CHUNK]) for i in range(0, len(names), DEMO_CHUNK)]
+    if not plan:
+        raise ValueError(f"clips: no usable demos for tasks {train_tasks}")
+
+    # 3. Per-demo shards, in parallel on Ray.
+    stage.prepare()
+    shard_dir = str(stage.path / "demos")
+    remote = ray.remote(num_cpus=1)(write_demo_shards).options(runtime_env={"env_vars": worker_env(cfg)})
+    records = [r for rs in ray.get([remote.remote(s, names, cameras, c, shard_dir) for s, names in plan])
+               for r in rs]
+
+    # 4. Normaliser from training demos, clip index, manifest, marker.
+    train = [r for r in records if split_of[r["demo_uid"]] == "train"]
+    normalizer = ActionNormalizer(
+        np.min([r["action_min"] for r in train], axis=0), np.max([r["action_max"] for r in train], axis=0))
+    rows = [
+        {"demo_uid": r["demo_uid"], "task": r["task"], "language": r["language"], "shard": r["shard"],
+         "start": t, "length": r["length"], "split": split_of[r["demo_uid"]]}
+        for r in records for t in range(r["length"])
+    ]
+    index = pd.DataFrame(rows)
+    index.to_parquet(stage.path / "index.parquet", index=False)
+    write_json_atomic(stage.path / "normalizer.json", normalizer.to_dict())
+    counts = index.groupby("split").size().to_dict()
+    manifest = {
+        "clips": asdict(c),
+        "cameras": cameras,
+        "frame_shape": [c.image_size, c.image_size, 3],
+        "sources": [asdict(s) for s in sources],
+        "tasks": {"train": train_tasks, "heldout": heldout, "all": all_tasks,
+                  "subset": c.task_subset, "half_seed": c.half_seed},
+        "languages": sorted({r["language"] for r in records}),
+        "normalizer": normalizer.to_dict(),
+        "demos": {"train": sum(1 for r in records if split_of[r["demo_uid"]] == "train"),
+                  "val": sum(1 for r in records if split_of[r["demo_uid"]] == "val")},
+        "clip_counts": {k: int(v) for k, v in counts.items()},
+        "skipped": [str(p) for p in problems],
+    }
+    stage.complete(manifest)
+    log.info("clips: built %s (%s clips)", stage.path, manifest["clip_counts"])
+    return ClipDataset.open(stage.path)
+
+
+class ClipCollate(NumpyBatchCollateFn):
+    """`iter_torch_batches(collate_fn=ClipCollate())`: numeric columns to tensors, strings as lists."""
+
+    def __call__(self, batch: dict) -> dict:
+        import torch
+
+        def tensor(v: np.ndarray):
+            v = np.ascontiguousarray(v)
+            return torch.from_numpy(v if v.flags.writeable else v.copy())  # Arrow buffers are read-only
+
+        return {k: (v.tolist() if v.dtype == object else tensor(v)) for k, v in batch.items()}
