@@ -1,0 +1,26 @@
+"""cluster.yaml passes Ray's own cluster-launcher validator and keeps the platform's rules."""
+
+from pathlib import Path
+
+import yaml
+
+
+def test_cluster_yaml_validates_with_ray():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    raw = yaml.safe_load(Path("cluster.yaml").read_text())
+    cfg = prepare_config(raw)  # fills defaults first; validating a raw file gives a misleading error
+    validate_config(cfg)
+    types = cfg["available_node_types"]
+    assert types[cfg["head_node_type"]]["resources"]["CPU"] == 0  # nothing heavy on the head
+    assert types["ray.worker.a100"]["node_config"]["InstanceType"] == "p4d.24xlarge"
+    assert "rollout" in types["ray.worker.cpu_rollout"]["resources"]
+    assert cfg["docker"]["image"].startswith("rayproject/ray:2.60.0")
+
+
+def test_nothing_listens_publicly_and_auth_is_on():
+    text = Path("cluster.yaml").read_text()
+    assert "0.0.0.0" not in text
+    starts = yaml.safe_load(text)["head_start_ray_commands"] + yaml.safe_load(text)["worker_start_ray_commands"]
+    assert all("RAY_AUTH_MODE=token" in c for c in starts)
+    assert "--dashboard-host=127.0.0.1" in starts[0]
