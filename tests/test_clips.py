@@ -42,7 +42,7 @@ def make_cfg(files, store, **clips):
         "demos": {"source": "files", "cameras": CAMS,
                   "files": [{"path": p, "task": t} for t, p in files.items()]},
         "clips": {"video_horizon": 8, "frame_stride": 2, "action_horizon": 6, "image_size": 8,
-                  "val_fraction": 0.25, "clips_per_item": 5, **clips},
+                  "val_fraction": 0.25, **clips},
     })
 
 
@@ -55,7 +55,7 @@ def test_frame_indices_clamp_past_the_end():
 def test_cut_windows_shapes_padding_and_normalisation():
     cfg = config_from_dict({"clips": {"video_horizon": 8, "frame_stride": 4, "action_horizon": 5}}).clips
     n = 6
-    frames = np.arange(n, dtype=np.uint8)[:, None, None, None, None] * np.ones((n, 3, 4, 4, 3), np.uint8)
+    frames = [np.arange(n, dtype=np.uint8)[:, None, None, None] * np.ones((n, 4, 4, 3), np.uint8)] * 3
     actions = np.stack([np.arange(n) * 1.0, -np.arange(n) * 2.0], axis=1)
     norm = ActionNormalizer(low=np.array([0.0, -10.0]), high=np.array([5.0, 0.0]))
     out = cut_windows(frames, actions, np.array([0, 4]), cfg, norm)
@@ -103,7 +103,7 @@ def test_build_clips_end_to_end(ray_cluster, demo_files, tmp_path):
     train_tasks_min = min({"A": 0.0, "B": 50.0, "C": -20.0, "D": 5.0}.values())
     assert ds.normalizer.low[0] == pytest.approx(train_tasks_min)
     # the Ray Data pipeline serves every training clip exactly once per epoch, with exact contents
-    rows = ds.ray_dataset("train", seed=0).take_all()
+    rows = ds.ray_dataset("train", seed=0, cut="workers").take_all()
     assert len(rows) == m["clip_counts"]["train"]
     assert len({(r["demo_uid"], int(r["start"])) for r in rows}) == len(rows)
     for r in rows[:50]:
@@ -118,18 +118,28 @@ def test_build_clips_end_to_end(ray_cluster, demo_files, tmp_path):
         task_off = {"A": 0.0, "B": 50.0, "C": -20.0, "D": 5.0}[r["task"]]
         np.testing.assert_allclose(raw[valid, 0], np.arange(s, s + valid.sum()) + task_off, atol=1e-3)
         assert r["language"] == f"do task {r['task']}"
-    # torch batches for trainers
-    batch = next(iter(ds.ray_dataset("train").iter_torch_batches(batch_size=8, collate_fn=ClipCollate())))
-    assert tuple(batch["frames"].shape) == (8, 2, 5, 8, 8, 3) and isinstance(batch["language"], list)
-    assert float(batch["actions"][batch["action_mask"]].abs().max()) <= 1.0 + 1e-5
+    # torch batches for trainers, windows cut in the collate: the same clips as the worker-cut rows
+    by_key = {(r["demo_uid"], int(r["start"])): r for r in rows}
+    seen = 0
+    for batch in ds.ray_dataset("train").iter_torch_batches(batch_size=16, collate_fn=ClipCollate(ds)):
+        assert tuple(batch["frames"].shape[1:]) == (2, 5, 8, 8, 3) and isinstance(batch["language"], list)
+        assert float(batch["actions"][batch["action_mask"]].abs().max()) <= 1.0 + 1e-5
+        for i in range(len(batch["start"])):
+            ref = by_key.pop((batch["demo_uid"][i], int(batch["start"][i])))
+            assert np.array_equal(batch["frames"][i].numpy(), ref["frames"])
+            assert np.array_equal(batch["actions"][i].numpy(), ref["actions"])
+            seen += 1
+    assert seen == len(rows) and not by_key  # each clip once per epoch
+    # epochs are reshuffled; a fixed seed gives a fixed order
+    order = lambda d: [(r["demo_uid"], r["start"]) for r in d.take(20)]  # noqa: E731
+    assert order(ds.ray_dataset("train", seed=3)) == order(ds.ray_dataset("train", seed=3))
+    assert order(ds.ray_dataset("train", seed=3)) != order(ds.ray_dataset("train", seed=4))
 
     # a second run reuses the finished dataset: same key, nothing rewritten
     marker = ds.path / "_COMPLETE"
     mtime = marker.stat().st_mtime_ns
     again = build_clips(make_cfg(demo_files, tmp_path / "store"))
     assert again.path == ds.path and marker.stat().st_mtime_ns == mtime
-    # clips_per_item only regroups reads: same stored dataset
-    assert build_clips(make_cfg(demo_files, tmp_path / "store", clips_per_item=3)).path == ds.path
 
 
 def test_half_tasks_and_horizon_get_their_own_datasets(ray_cluster, demo_files, tmp_path):
@@ -140,7 +150,7 @@ def test_half_tasks_and_horizon_get_their_own_datasets(ray_cluster, demo_files, 
     assert half.manifest["tasks"]["train"] == seen and half.manifest["tasks"]["heldout"] == unseen
     assert set(half.index()["task"]) == set(seen)
     h0 = build_clips(make_cfg(demo_files, tmp_path / "s", video_horizon=0))
-    assert h0.ray_dataset("val").take(1)[0]["frames"].shape == (2, 1, 8, 8, 3)
+    assert h0.ray_dataset("val", cut="workers").take(1)[0]["frames"].shape == (2, 1, 8, 8, 3)
 
 
 def test_bad_demo_fails_before_work_or_is_skipped(ray_cluster, demo_files, tmp_path):

@@ -128,7 +128,6 @@ class ClipConfig:
     half_seed: int = 0  # seed of the deterministic half_tasks split (recorded in the manifest)
     val_fraction: float = 0.1  # demos (not clips) held out for validation, per task
     split_seed: int = 0
-    clips_per_item: int = 16  # clips cut per read of a demo shard; smaller mixes demos more per batch
 
     @property
     def frames_per_camera(self) -> int:
@@ -156,8 +155,6 @@ class ClipConfig:
             errs.append("task_list: task_subset is 'list' but task_list is empty")
         if self.task_subset != "list" and self.task_list:
             errs.append("task_list: only used when task_subset is 'list'")
-        if self.clips_per_item <= 0:
-            errs.append("clips_per_item: must be > 0")
         return errs
 
 

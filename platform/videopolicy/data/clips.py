@@ -12,14 +12,15 @@ A clip starting at step t of a demo holds::
 with V cameras, T = video_horizon / frame_stride, A_h = action_horizon (32), A = action_dim (7).
 Every step of every demo is a clip start.
 
-Storage stores each frame once: per-demo Parquet shards (one row per step: a fixed-size binary column
-per camera with the resized frame, and the raw action), an `index.parquet` of clips (demo, start,
-split), and the normaliser statistics (computed on the training demos only) in the manifest. Windows
-are cut in the streaming pipeline, never materialised: 3 cameras x 9 frames x 128^2 is ~1.3 MB a clip,
-and every frame belongs to ~9 clips.
+Storage stores each frame once: per-demo Arrow IPC shards (one row per step: a fixed-size binary column
+per camera with the resized frame, and the raw action; memory-mapped when read), an `index.parquet` of
+clips (demo, start, split), and the normaliser statistics (computed on the training demos only) in
+the manifest. Windows are cut in the streaming pipeline, never materialised: 3 cameras x 9 frames x
+128^2 is ~1.3 MB a clip, and every frame belongs to ~9 clips.
 
-The pipeline reads "items" of `clips_per_item` clips of one demo (one shard read serves them all),
-shuffled; `iter_torch_batches(local_shuffle_buffer_size=...)` then mixes clips across items.
+The Ray Dataset holds clip *references* (index rows), shuffled per epoch and split across trainers;
+`ClipCutter` turns a batch of references into clips, in the trainer's collate (default) or in Ray Data
+tasks, copying only the window frames out of the memory-mapped shards.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from ray.data.collate_fn import NumpyBatchCollateFn
@@ -148,22 +150,25 @@ def frame_indices(start: int, length: int, frames_per_camera: int, stride: int) 
 
 
 def cut_windows(
-    frames: np.ndarray,
+    frames: Sequence[np.ndarray],
     actions: np.ndarray,
     starts: np.ndarray,
     clips: ClipConfig,
     normalizer: ActionNormalizer,
 ) -> dict[str, np.ndarray]:
-    """frames (N, V, H, W, 3) uint8, actions (N, A) -> a batch of clips starting at `starts`.
+    """Per-camera frames [(N, H, W, 3) uint8] x V, actions (N, A) -> the clips starting at `starts`.
 
+    Only the window frames are copied, so `frames` may be memory-mapped views of a whole demo.
     Returns frames (B, V, T+1, H, W, 3) uint8, actions (B, A_h, A) float32 in [-1, 1] on valid steps,
     action_mask (B, A_h) bool, start (B,) int.
     """
     n = len(actions)
     starts = np.asarray(starts, dtype=np.int64)
     fidx = np.stack([frame_indices(s, n, clips.frames_per_camera, clips.frame_stride) for s in starts])
-    win = frames[fidx]  # (B, T+1, V, H, W, 3)
-    win = np.ascontiguousarray(win.transpose(0, 2, 1, 3, 4, 5))
+    h, w = frames[0].shape[1:3]
+    win = np.empty((len(starts), len(frames), fidx.shape[1], h, w, 3), dtype=np.uint8)
+    for v, cam in enumerate(frames):
+        win[:, v] = cam[fidx]
     steps = starts[:, None] + np.arange(clips.action_horizon)[None, :]
     mask = steps < n
     raw = np.zeros((len(starts), clips.action_horizon, actions.shape[1]), dtype=np.float64)
@@ -186,8 +191,12 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# Per-demo shards (Parquet, one row per step)
+# Per-demo shards (Arrow IPC, one row per step, memory-mapped when read)
 # ---------------------------------------------------------------------------------------------
+# Arrow IPC rather than Parquet for the frames: an uncompressed IPC file memory-maps zero-copy, so
+# cutting a clip reads exactly its window's frames. With Parquet every read decodes the whole demo
+# (22 MB at 3 x 128^2 x 150 steps) for a handful of clips, which made the cutter 3x slower than a
+# plain h5py loop (bench/data_pipeline.py). The clip index stays Parquet.
 
 
 def write_demo_shards(
@@ -195,7 +204,6 @@ def write_demo_shards(
 ) -> list[dict]:
     """Decode, resize and store each demo once. Returns per-demo records (length, action min/max)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from videopolicy.data.hdf5 import DemoFile
 
@@ -215,10 +223,12 @@ def write_demo_shards(
                 cols[cam] = pa.FixedSizeBinaryArray.from_buffers(
                     pa.binary(size * size * 3), n, [None, pa.py_buffer(imgs.tobytes())])
             uid = f"{source.task}__{demo}"
-            path = Path(out_dir) / source.task / f"{uid}.parquet"
+            path = Path(out_dir) / source.task / f"{uid}.arrow"
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".parquet.tmp")
-            pq.write_table(pa.table(cols), tmp, compression="none", row_group_size=max(n, 1))
+            tmp = path.with_suffix(".arrow.tmp")
+            table = pa.table(cols)
+            with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+                writer.write_table(table, max_chunksize=max(n, 1))  # one batch: contiguous columns
             tmp.replace(path)
             records.append({
                 "demo_uid": uid, "task": source.task, "demo": demo, "language": d.language, "length": n,
@@ -228,19 +238,17 @@ def write_demo_shards(
     return records
 
 
-def read_demo_shard(path: str, cameras: list[str], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """-> frames (N, V, H, W, 3) uint8, actions (N, A) float32, zero-copy from the Parquet buffers."""
-    import pyarrow.parquet as pq
+def read_demo_shard(path: str, cameras: list[str], size: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """-> per-camera frames [(N, H, W, 3) uint8 views of the memory map], actions (N, A) float32."""
+    import pyarrow as pa
 
-    table = pq.read_table(path, columns=["action", *cameras])
+    table = pa.ipc.open_file(pa.memory_map(path)).read_all()
     n = table.num_rows
-    act_col = table.column("action").combine_chunks()
-    actions = act_col.flatten().to_numpy(zero_copy_only=False).reshape(n, -1)
-    frames = np.empty((n, len(cameras), size, size, 3), dtype=np.uint8)
-    for v, cam in enumerate(cameras):
-        col = table.column(cam).combine_chunks()
-        frames[:, v] = np.frombuffer(col.buffers()[1], dtype=np.uint8, count=n * size * size * 3).reshape(
-            n, size, size, 3)
+    actions = table.column("action").chunk(0).flatten().to_numpy(zero_copy_only=False).reshape(n, -1)
+    frames = []
+    for cam in cameras:
+        buf = table.column(cam).chunk(0).buffers()[1]
+        frames.append(np.frombuffer(buf, dtype=np.uint8, count=n * size * size * 3).reshape(n, size, size, 3))
     return frames, actions
 
 
@@ -281,66 +289,97 @@ class ClipDataset:
         df = pd.read_parquet(self.path / "index.parquet")
         return df if split is None else df[df["split"] == split].reset_index(drop=True)
 
-    def ray_dataset(self, split: str = "train", shuffle: bool = True, seed: int | None = None):
-        """A Ray Dataset of clips (see module docstring for columns); for `TorchTrainer(datasets=...)`."""
+    def ray_dataset(self, split: str = "train", shuffle: bool = True, seed: int | None = None,
+                    cut: str = "trainer"):
+        """The clips of `split` as a Ray Dataset, for `TorchTrainer(datasets=...)` / `streaming_split`.
+
+        Rows are clip references (index rows: demo shard, start, task, language), shuffled anew on
+        every execution (epoch) unless `seed` is given. Windows are cut from the memory-mapped shards:
+        - cut="trainer" (default): by `ClipCollate(ds)` in the consumer's collate, the cheapest path
+          (one copy of each window); needs the store on a filesystem the trainers can read;
+        - cut="workers": by Ray Data tasks (`map_batches`), so rows arrive decoded; for clusters whose
+          trainers cannot see the store, at the cost of moving ~1.3 MB a clip through the object store.
+        """
+        import pyarrow as pa
         import ray
 
-        items = self.items(split, seed if seed is not None else 0)
-        if not items:
-            raise ValueError(f"{self.path}: split {split!r} has no clips")
-        ds = ray.data.from_items(items, override_num_blocks=min(len(items), 64))
-        if shuffle:
-            ds = ds.random_shuffle(seed=seed)
-        spec = {"root": str(self.path), "cameras": self.cameras, "clips": asdict(self.clips),
-                "normalizer": self.manifest["normalizer"]}
-        return ds.map_batches(_CutItems(spec), batch_size=1, batch_format="numpy")
-
-    def items(self, split: str, seed: int = 0) -> list[dict]:
-        """Groups of up to clips_per_item clips of one demo, spread evenly over each demo's steps."""
         index = self.index(split)
-        per = self.clips.clips_per_item
-        rng = np.random.default_rng(seed)
-        items = []
-        for uid, g in index.groupby("demo_uid", sort=True):
-            starts = g["start"].to_numpy()
-            order = rng.permutation(len(starts))
-            n_items = math.ceil(len(starts) / per)
-            for k in range(n_items):
-                sel = np.sort(starts[order[k::n_items]])
-                row = g.iloc[0]
-                items.append({"shard": row["shard"], "task": row["task"], "language": row["language"],
-                              "demo_uid": uid, "starts": sel.tolist()})
-        return items
+        if index.empty:
+            raise ValueError(f"{self.path}: split {split!r} has no clips")
+        table = pa.Table.from_pandas(index[["demo_uid", "task", "language", "shard", "start"]], preserve_index=False)
+        bounds = np.linspace(0, len(index), min(len(index) // 64 + 1, 64) + 1).astype(int)
+        ds = ray.data.from_arrow([table.slice(a, b - a) for a, b in zip(bounds[:-1], bounds[1:])])
+        if shuffle:
+            ds = ds.random_shuffle(seed=seed)  # clip references are ~100 bytes: this shuffle is cheap
+        if cut == "workers":
+            return ds.map_batches(ClipCutter(self), batch_size=32, batch_format="numpy")
+        if cut != "trainer":
+            raise ValueError(f"cut must be 'trainer' or 'workers', got {cut!r}")
+        return ds
 
 
-class _CutItems:
-    """map_batches UDF: one item (a demo shard + starts) -> its clips. Stateless, so any worker can run it."""
+class ClipCutter:
+    """Index rows -> clips (module docstring). Holds the stage path and opens shards lazily; picklable."""
 
-    def __init__(self, spec: dict):
-        self.root = spec["root"]
-        self.cameras = spec["cameras"]
-        self.clips = ClipConfig(**spec["clips"])
-        self.normalizer = ActionNormalizer.from_dict(spec["normalizer"])
+    def __init__(self, ds: "ClipDataset"):
+        self.root = str(ds.path)
+        self.cameras = ds.cameras
+        self.clips = ds.clips
+        self.normalizer = ds.normalizer
+        self._open: dict[str, tuple] = {}
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_open": {}}  # memory maps stay in their process
+
+    def _shard(self, rel: str) -> tuple[list[np.ndarray], np.ndarray]:
+        if rel not in self._open:
+            if len(self._open) >= 512:  # bound the open maps; re-opening one costs ~0.1 ms
+                self._open.pop(next(iter(self._open)))
+            self._open[rel] = read_demo_shard(f"{self.root}/{rel}", self.cameras, self.clips.image_size)
+        return self._open[rel]
 
     def __call__(self, batch: dict) -> dict:
-        out: dict[str, list] = {}
-        for i in range(len(batch["shard"])):
-            frames, actions = read_demo_shard(
-                f"{self.root}/{batch['shard'][i]}", self.cameras, self.clips.image_size)
-            starts = np.asarray(batch["starts"][i], dtype=np.int64)
-            clips = cut_windows(frames, actions, starts, self.clips, self.normalizer)
-            n = len(starts)
-            clips["language"] = np.array([batch["language"][i]] * n, dtype=object)
-            clips["task"] = np.array([batch["task"][i]] * n, dtype=object)
-            clips["demo_uid"] = np.array([batch["demo_uid"][i]] * n, dtype=object)
-            for k, v in clips.items():
-                out.setdefault(k, []).append(v)
-        return {k: np.concatenate(v) for k, v in out.items()}
+        shards, starts = np.asarray(batch["shard"]), np.asarray(batch["start"], dtype=np.int64)
+        n, v, t1, size = len(starts), len(self.cameras), self.clips.frames_per_camera + 1, self.clips.image_size
+        out = {
+            "frames": np.empty((n, v, t1, size, size, 3), dtype=np.uint8),
+            "actions": np.empty((n, self.clips.action_horizon, self.clips.action_dim), dtype=np.float32),
+            "action_mask": np.empty((n, self.clips.action_horizon), dtype=bool),
+        }
+        for rel in np.unique(shards):  # one cut per demo shard in the batch
+            rows = np.nonzero(shards == rel)[0]
+            frames, actions = self._shard(str(rel))
+            clips = cut_windows(frames, actions, starts[rows], self.clips, self.normalizer)
+            for k in out:
+                out[k][rows] = clips[k]
+        out["start"] = starts
+        for k in ("language", "task", "demo_uid"):
+            out[k] = np.asarray(batch[k], dtype=object)
+        return out
+
+
+class ClipCollate(NumpyBatchCollateFn):
+    """`iter_torch_batches(collate_fn=ClipCollate(ds))`: cut windows (unless the rows are already cut),
+    then numeric columns to tensors and strings to lists."""
+
+    def __init__(self, ds: "ClipDataset"):
+        self.cutter = ClipCutter(ds)
+
+    def __call__(self, batch: dict) -> dict:
+        import torch
+
+        if "frames" not in batch:
+            batch = self.cutter(batch)
+
+        def tensor(v: np.ndarray):
+            v = np.ascontiguousarray(v)
+            return torch.from_numpy(v if v.flags.writeable else v.copy())  # Arrow buffers are read-only
+
+        return {k: (v.tolist() if v.dtype == object else tensor(v)) for k, v in batch.items()}
 
 
 def clip_key(cfg: PlatformConfig, sources: list[DemoSource]) -> str:
     c = asdict(cfg.clips)
-    c.pop("clips_per_item")  # changes how the pipeline groups reads, not what is stored
     src = sorted((s.task, s.digest, s.language) for s in sources)
     return stable_hash("clips", CLIP_VERSION, c, cfg.demos.cameras, cfg.demos.skip_bad, src)
 
@@ -430,16 +469,3 @@ def build_clips(cfg: PlatformConfig, store: str | None = None) -> ClipDataset:
     stage.complete(manifest)
     log.info("clips: built %s (%s clips)", stage.path, manifest["clip_counts"])
     return ClipDataset.open(stage.path)
-
-
-class ClipCollate(NumpyBatchCollateFn):
-    """`iter_torch_batches(collate_fn=ClipCollate())`: numeric columns to tensors, strings as lists."""
-
-    def __call__(self, batch: dict) -> dict:
-        import torch
-
-        def tensor(v: np.ndarray):
-            v = np.ascontiguousarray(v)
-            return torch.from_numpy(v if v.flags.writeable else v.copy())  # Arrow buffers are read-only
-
-        return {k: (v.tolist() if v.dtype == object else tensor(v)) for k, v in batch.items()}
