@@ -97,7 +97,9 @@ class LocalHead:
         return processes_under(self.temp_dir + "/")
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        # RAY_ADDRESS from a driver that started this process would point the new head's processes at
+        # that other cluster (the job agent then never registers: "No available agent to submit job")
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         env.setdefault("RAY_AUTH_MODE", "disabled")
         env["RAY_USAGE_STATS_ENABLED"] = "0"
         return env
@@ -108,9 +110,13 @@ class LocalHead:
                                f"stop it with `python jobs/local_cluster.py stop`")
         self.dashboard_port = self.dashboard_port or _free_port()
         ray = str(Path(sys.executable).with_name("ray"))
+        # Every port free-picked: a second Ray on the machine (a test session's, a user's) holds the
+        # default agent port 52365, and a head whose job agent cannot bind never accepts a job.
         cmd = [ray, "start", "--head", "--node-ip-address=127.0.0.1", "--port=0",
                f"--temp-dir={self.temp_dir}", "--dashboard-host=127.0.0.1",
-               f"--dashboard-port={self.dashboard_port}", "--disable-usage-stats"]
+               f"--dashboard-port={self.dashboard_port}", "--disable-usage-stats",
+               f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
+               f"--runtime-env-agent-port={_free_port()}", f"--metrics-export-port={_free_port()}"]
         if self.num_cpus:
             cmd.append(f"--num-cpus={self.num_cpus}")
         subprocess.run(cmd, check=True, env=self.env(), stdout=subprocess.DEVNULL)
@@ -142,12 +148,33 @@ class LocalHead:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
         return pids
 
-    def submit(self, entrypoint: list[str], working_dir: str = ".", env_vars: dict | None = None) -> int:
-        """`ray job submit` and follow its logs; returns the job's exit status (0 = succeeded)."""
-        import json
+    def submit(self, entrypoint: list[str], working_dir: str = ".", env_vars: dict | None = None,
+               ready_timeout_s: float = 120.0) -> int:
+        """Submit a job, follow its logs, return 0 if it succeeded (like `ray job submit`, which it replaces
+        because a just-started head answers "No available agent to submit job" for a few seconds)."""
+        import shlex
 
+        os.environ.setdefault("RAY_AUTH_MODE", self.env()["RAY_AUTH_MODE"])
+        os.environ.pop("RAY_ADDRESS", None)
+        from ray.job_submission import JobStatus, JobSubmissionClient
+
+        runtime_env = {"working_dir": working_dir,
+                       "env_vars": {"RAY_AUTH_MODE": self.env()["RAY_AUTH_MODE"], **(env_vars or {})}}
+        deadline = time.time() + ready_timeout_s
+        while True:
+            try:
+                client = JobSubmissionClient(self.address)
+                job_id = client.submit_job(entrypoint=shlex.join(entrypoint), runtime_env=runtime_env)
+                break
+            except (RuntimeError, ConnectionError) as e:
+                if time.time() > deadline or not ("No available agent" in str(e) or isinstance(e, ConnectionError)):
+                    raise
+                time.sleep(2)
+        print(f"job {job_id} submitted to {self.address}", flush=True)
         ray = str(Path(sys.executable).with_name("ray"))
-        runtime_env = {"env_vars": {"RAY_AUTH_MODE": self.env()["RAY_AUTH_MODE"], **(env_vars or {})}}
-        cmd = [ray, "job", "submit", f"--address={self.address}", f"--working-dir={working_dir}",
-               f"--runtime-env-json={json.dumps(runtime_env)}", "--", *entrypoint]
-        return subprocess.run(cmd, env=self.env()).returncode
+        subprocess.run([ray, "job", "logs", "--follow", f"--address={self.address}", job_id], env=self.env())
+        while (status := client.get_job_status(job_id)) not in (JobStatus.SUCCEEDED, JobStatus.FAILED,
+                                                                 JobStatus.STOPPED):
+            time.sleep(1)
+        print(f"job {job_id} {status.value.lower()}", flush=True)
+        return 0 if status == JobStatus.SUCCEEDED else 1

@@ -339,6 +339,7 @@ class DemoWriter:
 
     def close(self) -> str:
         self._data.attrs["total"] = self._total
+        self._data.attrs[VP_META_ATTR] = json.dumps(self.meta)  # meta may have grown while writing
         self._h5.close()
         os.replace(self._tmp, self.path)
         return self.path
