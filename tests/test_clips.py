@@ -151,6 +151,10 @@ def test_half_tasks_and_horizon_get_their_own_datasets(ray_cluster, demo_files, 
     assert set(half.index()["task"]) == set(seen)
     h0 = build_clips(make_cfg(demo_files, tmp_path / "s", video_horizon=0))
     assert h0.ray_dataset("val", cut="workers").take(1)[0]["frames"].shape == (2, 1, 8, 8, 3)
+    # one copy of every frame: the horizon and half_tasks rows point at the full row's frame shards
+    assert h0.path != full.path and h0.manifest["frames"] == full.manifest["frames"]
+    assert set(half.manifest["frames"]) < set(full.manifest["frames"])
+    assert len(list((tmp_path / "s" / "frames").iterdir())) == 4  # one frames stage per demo file
 
 
 def test_bad_demo_fails_before_work_or_is_skipped(ray_cluster, demo_files, tmp_path):
@@ -159,7 +163,7 @@ def test_bad_demo_fails_before_work_or_is_skipped(ray_cluster, demo_files, tmp_p
     with pytest.raises(DemoValidationError) as e:
         build_clips(make_cfg(files, tmp_path / "s"))
     assert "A_bad.hdf5:demo_1/actions: 1 NaN/inf value(s), first at step 2" in str(e.value)
-    assert not list((tmp_path / "s").glob("clips/*"))  # nothing was built
+    assert not list((tmp_path / "s").glob("clips/*")) and not list((tmp_path / "s").glob("frames/*"))
     cfg = make_cfg(files, tmp_path / "s")
     cfg.demos.skip_bad = True
     ds = build_clips(cfg)

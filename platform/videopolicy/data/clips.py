@@ -12,10 +12,12 @@ A clip starting at step t of a demo holds::
 with V cameras, T = video_horizon / frame_stride, A_h = action_horizon (32), A = action_dim (7).
 Every step of every demo is a clip start.
 
-Storage stores each frame once: per-demo Arrow IPC shards (one row per step: a fixed-size binary column
-per camera with the resized frame, and the raw action; memory-mapped when read), an `index.parquet` of
-clips (demo, start, split), and the normaliser statistics (computed on the training demos only) in
-the manifest. Windows are cut in the streaming pipeline, never materialised: 3 cameras x 9 frames x
+Storage stores each frame once: stage `frames` (`<store>/frames/<key>/`, one per demo file) holds
+per-demo Arrow IPC shards (one row per step: a fixed-size binary column per camera with the resized
+frame, and the raw action; memory-mapped when read); stage `clips` (`<store>/clips/<key>/`) holds an
+`index.parquet` of clips (demo shard, start, split) and the normaliser statistics (computed on the
+training demos only) in its manifest. Rows that differ only in how clips are cut (video horizon, task
+subset, split) share the frame shards. Windows are cut in the streaming pipeline, never materialised: 3 cameras x 9 frames x
 128^2 is ~1.3 MB a clip, and every frame belongs to ~9 clips.
 
 The Ray Dataset holds clip *references* (index rows), shuffled per epoch and split across trainers;
@@ -223,7 +225,7 @@ def write_demo_shards(
                 cols[cam] = pa.FixedSizeBinaryArray.from_buffers(
                     pa.binary(size * size * 3), n, [None, pa.py_buffer(imgs.tobytes())])
             uid = f"{source.task}__{demo}"
-            path = Path(out_dir) / source.task / f"{uid}.arrow"
+            path = Path(out_dir) / f"{uid}.arrow"
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".arrow.tmp")
             table = pa.table(cols)
@@ -232,7 +234,7 @@ def write_demo_shards(
             tmp.replace(path)
             records.append({
                 "demo_uid": uid, "task": source.task, "demo": demo, "language": d.language, "length": n,
-                "shard": str(path.relative_to(Path(out_dir).parent)),  # relative to the stage dir
+                "shard": path.name,
                 "action_min": d.actions.min(axis=0).tolist(), "action_max": d.actions.max(axis=0).tolist(),
             })
     return records
@@ -322,7 +324,7 @@ class ClipCutter:
     """Index rows -> clips (module docstring). Holds the stage path and opens shards lazily; picklable."""
 
     def __init__(self, ds: "ClipDataset"):
-        self.root = str(ds.path)
+        self.root = str(ds.path.parents[1])  # shard paths are relative to the store root
         self.cameras = ds.cameras
         self.clips = ds.clips
         self.normalizer = ds.normalizer
@@ -378,28 +380,55 @@ class ClipCollate(NumpyBatchCollateFn):
         return {k: (v.tolist() if v.dtype == object else tensor(v)) for k, v in batch.items()}
 
 
-def clip_key(cfg: PlatformConfig, sources: list[DemoSource]) -> str:
-    c = asdict(cfg.clips)
-    src = sorted((s.task, s.digest, s.language) for s in sources)
-    return stable_hash("clips", CLIP_VERSION, c, cfg.demos.cameras, cfg.demos.skip_bad, src)
+def frames_key(source: DemoSource, demos: list[str], cameras: list[str], clips: ClipConfig) -> str:
+    """Key of a source's frame shards: what they hold, not how clips are cut from them (so the
+    horizon rows and the half_tasks row of a sweep share one copy of every frame)."""
+    return stable_hash("frames", CLIP_VERSION, source.task, source.digest, source.language, demos, cameras,
+                       clips.image_size, clips.action_dim)
+
+
+def ensure_frames(store: str, plan: list[tuple[DemoSource, list[str]]], cameras: list[str], clips: ClipConfig,
+                  env_vars: dict) -> list[dict]:
+    """Stage `frames`: per-demo shards of each source (only the listed, validated demos), built as
+    parallel Ray tasks of DEMO_CHUNK demos, reused when complete. Returns every demo's record."""
+    import ray
+
+    records: list[dict] = []
+    todo = []
+    for source, names in plan:
+        stage = StageDir.of(store, "frames", frames_key(source, names, cameras, clips))
+        if stage.is_complete():
+            records += stage.manifest()["demos"]
+        else:
+            todo.append((stage, source, names))
+    remote = ray.remote(num_cpus=1)(write_demo_shards).options(runtime_env={"env_vars": env_vars})
+    refs = {stage: [remote.remote(source, names[i:i + DEMO_CHUNK], cameras, clips, str(stage.prepare()))
+                    for i in range(0, len(names), DEMO_CHUNK)]
+            for stage, source, names in todo}
+    for stage, chunk_refs in refs.items():
+        recs = [r for rs in ray.get(chunk_refs) for r in rs]
+        for r in recs:  # shard paths relative to the store root, so any clip stage can point at them
+            r["shard"] = f"frames/{stage.key}/{r['shard']}"
+        stage.complete({"demos": recs, "cameras": cameras, "image_size": clips.image_size})
+        records += recs
+    return records
+
+
+def clip_key(clips: ClipConfig, frames: list[str], all_tasks: list[str]) -> str:
+    return stable_hash("clips", CLIP_VERSION, asdict(clips), sorted(frames), all_tasks)
 
 
 def build_clips(cfg: PlatformConfig, store: str | None = None) -> ClipDataset:
-    """Make sure the clip dataset for `cfg` exists (building demos and shards as needed); open it."""
+    """Make sure the clip dataset for `cfg` exists (building demos and frame shards as needed); open it."""
     import pandas as pd
-    import ray
 
     from videopolicy.data.hdf5 import DemoFile, DemoValidationError, validate_file
     from videopolicy.runtime import worker_env
     from videopolicy.store import write_json_atomic
 
-    store = store or cfg.store
+    store = str(Path(store or cfg.store).expanduser().resolve())
     c = cfg.clips
     sources = demo_sources(cfg, store)
-    stage = StageDir.of(store, "clips", clip_key(cfg, sources))
-    if stage.is_complete():
-        log.info("clips: reusing %s", stage.path)
-        return ClipDataset.open(stage.path)
 
     # 1. Validate every demo before any work; bad demos stop the stage unless skip_bad.
     cameras = list(c.cameras or cfg.demos.cameras)
@@ -409,37 +438,39 @@ def build_clips(cfg: PlatformConfig, store: str | None = None) -> ClipDataset:
     problems = []
     for s in sources:
         problems += validate_file(s.path, cameras, c.action_dim, c.image_size, language=s.language)
-    bad_files = {p.file for p in problems if not p.demo}
     if problems and not cfg.demos.skip_bad:
         raise DemoValidationError(problems)
+    bad_files = {p.file for p in problems if not p.demo}
     bad = {(p.file, p.demo) for p in problems}
     for p in problems:
         log.warning("skipping bad demo: %s", p)
 
-    # 2. Task subset and per-task train/val split, by demo.
+    # 2. Task subset; the demos each training source contributes.
     all_tasks = sorted({s.task for s in sources})
     train_tasks, heldout = select_tasks(all_tasks, c)
     plan: list[tuple[DemoSource, list[str]]] = []
-    split_of: dict[str, str] = {}
     for s in sources:
-        if s.task not in train_tasks or s.path in bad_files:
-            continue
-        with DemoFile(s.path, language=s.language) as f:
-            names = [n for n in f.demo_names() if (s.path, n) not in bad]
-        for name, split in split_demos(names, c.val_fraction, c.split_seed, s.task).items():
-            split_of[f"{s.task}__{name}"] = split
-        plan += [(s, names[i:i + DEMO_CHUNK]) for i in range(0, len(names), DEMO_CHUNK)]
+        if s.task in train_tasks and s.path not in bad_files:
+            with DemoFile(s.path, language=s.language) as f:
+                names = [n for n in f.demo_names() if (s.path, n) not in bad]
+            if names:
+                plan.append((s, names))
     if not plan:
         raise ValueError(f"clips: no usable demos for tasks {train_tasks}")
+    stage = StageDir.of(store, "clips", clip_key(c, [frames_key(s, n, cameras, c) for s, n in plan], all_tasks))
+    if stage.is_complete():
+        log.info("clips: reusing %s", stage.path)
+        return ClipDataset.open(stage.path)
 
-    # 3. Per-demo shards, in parallel on Ray.
+    # 3. Frame shards (shared with every other clip stage over the same demos), in parallel on Ray.
+    records = ensure_frames(store, plan, cameras, c, worker_env(cfg))
+
+    # 4. Split by demo, normaliser from training demos, clip index, manifest, marker.
+    split_of: dict[str, str] = {}
+    for s, names in plan:
+        for name, split in split_demos(names, c.val_fraction, c.split_seed, s.task).items():
+            split_of[f"{s.task}__{name}"] = split
     stage.prepare()
-    shard_dir = str(stage.path / "demos")
-    remote = ray.remote(num_cpus=1)(write_demo_shards).options(runtime_env={"env_vars": worker_env(cfg)})
-    records = [r for rs in ray.get([remote.remote(s, names, cameras, c, shard_dir) for s, names in plan])
-               for r in rs]
-
-    # 4. Normaliser from training demos, clip index, manifest, marker.
     train = [r for r in records if split_of[r["demo_uid"]] == "train"]
     normalizer = ActionNormalizer(
         np.min([r["action_min"] for r in train], axis=0), np.max([r["action_max"] for r in train], axis=0))
@@ -457,6 +488,7 @@ def build_clips(cfg: PlatformConfig, store: str | None = None) -> ClipDataset:
         "cameras": cameras,
         "frame_shape": [c.image_size, c.image_size, 3],
         "sources": [asdict(s) for s in sources],
+        "frames": sorted({r["shard"].split("/")[1] for r in records}),
         "tasks": {"train": train_tasks, "heldout": heldout, "all": all_tasks,
                   "subset": c.task_subset, "half_seed": c.half_seed},
         "languages": sorted({r["language"] for r in records}),
