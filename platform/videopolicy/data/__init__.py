@@ -1,0 +1,1 @@
+"""Demonstration data: scripted experts, robomimic-format HDF5 reading and writing."""

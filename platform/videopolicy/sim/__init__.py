@@ -1,0 +1,1 @@
+"""Simulator backends: environment construction, render settings, state save/restore for replay."""
