@@ -1,0 +1,63 @@
+"""Video Policy's model (arXiv 2508.00795): a text-conditioned SVD video U-Net whose intermediate
+features, through a 3D-CNN adapter, condition a diffusion action head; trained with EDM losses and
+sampled jointly (video + actions) with classifier-free guidance. Plus the DP-ResNet baseline.
+
+Terminology (paper -> code):
+
+| paper                                      | code                                                        |
+|--------------------------------------------|-------------------------------------------------------------|
+| video model (SVD-XT U-Net)                 | `video_unet.build_video_unet`, `VideoPolicyModel.unet`      |
+| text conditioning (CLIP text embedding)    | `text.TextEncoder`, `text.TextEmbeddingCache`               |
+| VAE, latents, conditioning latents         | `vae.build_vae`, `vae.encode_clip` -> `ClipLatents`         |
+| multi-view video (1 pad + 3 cameras x 8)   | `multiview.pack_video`, `multiview.pack_condition`          |
+| layers 9/14/17/20/23 (feature taps)        | `config.PAPER_TAPS`, `feature_taps.FeatureTaps`             |
+| CNN adapter                                | `adapter.Adapter`                                           |
+| action decoder (Diffusion Policy U-Net)    | `action_head.ActionUNet1D`                                  |
+| EDM / v-prediction / lognormal sigma       | `edm` (`v_scalings`, `training_sigmas`, `karras_sigmas`)    |
+| stage 1 / stage 2 / joint training         | `model(batch, mode="stage1" / "stage2" / "joint")`         |
+| action horizon (32), executed steps (16)   | `ActionHeadConfig.horizon`; the evaluation loop executes 16 |
+| video horizon = frames x stride            | `ModelConfig.frames_per_camera` (stride lives in the clips) |
+| Euler sampler, 30 steps, CFG 2.0           | `sampler.sample_joint`, `SamplerConfig`                     |
+| decoupled ablation (few U-Net passes)      | `sampler.sample_fast`, `EDMConfig.action_sigma="independent"` |
+| DP-ResNet baseline                         | `baseline.DPResNetModel` (`ModelConfig.kind="dp_resnet"`)   |
+| policy (act -> action chunk)               | `policy.VideoPolicy.act`, `policy.to_suite_actions`         |
+
+The tokenizer's BPE vocabulary is fetched once per machine: ``python -m videopolicy.models.fetch_bpe``.
+
+Typical use::
+
+    cfg = ModelConfig(preset="tiny")                  # or preset="svd-xt", unet.pretrained=...
+    model = build_model(cfg).set_mode("stage2")
+    opt = torch.optim.Adam(model.param_groups("stage2"))   # lr 1e-5 U-Net, 5x for adapter + head
+    out = model(batch, "stage2"); out.loss.backward(); opt.step()
+    model.save_pretrained(d, extra={"normalizer": normalizer.to_dict(), "cameras": cams})
+    policy = VideoPolicy.from_pretrained(d, suite="robocasa"); chunk = policy.act(images, "open the drawer")
+"""
+
+from videopolicy.models.config import (
+    MODES,
+    PAPER_TAPS,
+    PRESETS,
+    ActionHeadConfig,
+    AdapterConfig,
+    BaselineConfig,
+    EDMConfig,
+    ModelConfig,
+    OptimConfig,
+    SamplerConfig,
+    TextConfig,
+    VAEConfig,
+    VideoUNetConfig,
+)
+from videopolicy.models.model import LossOutput, PolicyModel, SampleOutput, VideoPolicyModel, build_model
+from videopolicy.models.policy import ActionNormalizer, VideoPolicy, to_suite_actions
+from videopolicy.models.text import TextEmbeddingCache, ensure_bpe_vocab
+from videopolicy.models.vae import ClipLatents
+
+__all__ = [
+    "MODES", "PAPER_TAPS", "PRESETS", "ActionHeadConfig", "AdapterConfig", "BaselineConfig", "EDMConfig",
+    "ModelConfig", "OptimConfig", "SamplerConfig", "TextConfig", "VAEConfig", "VideoUNetConfig",
+    "LossOutput", "PolicyModel", "SampleOutput", "VideoPolicyModel", "build_model",
+    "ActionNormalizer", "VideoPolicy", "to_suite_actions", "TextEmbeddingCache", "ensure_bpe_vocab",
+    "ClipLatents",
+]

@@ -1,0 +1,106 @@
+"""The DP-ResNet baseline of the paper's tables: Diffusion Policy with ResNet-18 image encoders.
+
+One ResNet-18-shaped encoder per camera (transformers ``ResNetModel``, random init; torchvision cannot
+be installed beside the CPU torch), BatchNorm replaced by GroupNorm as Diffusion Policy does, global
+average pooling, concatenated with the instruction's CLIP text embedding (multi-task) into the global
+condition of the same FiLM action head as Video Policy, with its own step embedding. Trained with
+the same EDM action loss (independent sigma per clip) and sampled with head-only Euler steps
+(``sampler.steps``, no guidance).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import torch
+from torch import nn
+from transformers import ResNetConfig, ResNetModel
+
+from videopolicy.models import edm
+from videopolicy.models.action_head import ActionUNet1D
+from videopolicy.models.config import ModelConfig, SamplerConfig
+from videopolicy.models.model import LossOutput, PolicyModel, SampleOutput, _as_tensor
+from videopolicy.models.vae import to_pixels
+
+MODES = ("baseline", "stage2")  # "stage2" too: in a sweep the baseline trains in the head-training stage
+
+
+def _group_norm_instead_of_batch_norm(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(module, name, nn.GroupNorm(child.num_features // 16, child.num_features))
+        else:
+            _group_norm_instead_of_batch_norm(child)
+
+
+class DPResNetModel(PolicyModel):
+    """Current frame of each camera (B, V, H, W, 3) uint8 + instruction -> action chunk (B, horizon, A)."""
+
+    kind = "dp_resnet"
+    modes = MODES
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(cfg)
+        c = self.cfg
+        b = c.baseline
+        text_dim = c.text.projection_dim
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(c.init_seed + 4)
+            rc = ResNetConfig(embedding_size=b.embedding_size, hidden_sizes=list(b.hidden_sizes),
+                              depths=list(b.depths), layer_type="basic")
+            self.encoders = nn.ModuleList([ResNetModel(rc) for _ in range(c.num_cameras)])
+            if b.group_norm:
+                for enc in self.encoders:
+                    _group_norm_instead_of_batch_norm(enc)
+            head_cfg = dataclasses.replace(c.action_head, step_embedding="own")  # no video U-Net here
+            self.action_head = ActionUNet1D(head_cfg, c.num_cameras * b.hidden_sizes[-1] + text_dim)
+
+    def trainable_parts(self, mode: str) -> dict[str, tuple[nn.Module, float]]:
+        if mode not in MODES:
+            raise ValueError(f"DP-ResNet trains in mode 'baseline', not {mode!r}")
+        return {"encoders": (self.encoders, self.cfg.optim.head_lr_scale),
+                "action_head": (self.action_head, self.cfg.optim.head_lr_scale)}
+
+    def observation_condition(self, frames, text: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, V, H, W, 3) + text (B, D) -> global condition (B, V * C + D)."""
+        pixels = to_pixels(_as_tensor(frames, self.device))
+        feats = [enc(pixel_values=pixels[:, v]).pooler_output.flatten(1) for v, enc in enumerate(self.encoders)]
+        return torch.cat(feats + [text], dim=-1)
+
+    def denoise_actions(self, x: torch.Tensor, sigma: torch.Tensor, global_cond: torch.Tensor) -> torch.Tensor:
+        c_skip, c_out, c_in, c_noise = (edm.append_dims(s, 3) if i < 3 else s
+                                        for i, s in enumerate(edm.v_scalings(sigma)))
+        self.calls["head"] += x.shape[0]
+        return c_skip * x + c_out * self.action_head(x * c_in, c_noise, global_cond)
+
+    def forward(self, batch: dict, mode: str = "baseline", generator: Optional[torch.Generator] = None) -> LossOutput:
+        """EDM action loss. batch: frames (B, V, T+1, H, W, 3) uint8 (frame 0 used), text / text_emb, actions."""
+        if mode not in MODES:
+            raise ValueError(f"DP-ResNet trains in mode 'baseline', not {mode!r}")
+        text = _as_tensor(batch["text_emb"], self.device).float() if "text_emb" in batch \
+            else self.embed_text(batch["text"])
+        frames = _as_tensor(batch["frames"], self.device)[:, :, 0]
+        actions = _as_tensor(batch["actions"], self.device).float()
+        b = actions.shape[0]
+        if self.training and self.cfg.edm.cond_dropout > 0:
+            text = text * (torch.rand(b, 1, generator=generator, device=text.device) >= self.cfg.edm.cond_dropout)
+        sigma = edm.sample_sigma(b, self.cfg.edm, generator, self.device)
+        cond = self.observation_condition(frames, text)
+        denoised = self.denoise_actions(edm.add_noise(actions, sigma, generator), sigma, cond)
+        per_step = edm.weighted_error(denoised, actions, sigma).mean(-1)
+        return LossOutput(per_step.mean(), None, per_step.detach().mean(), sigma)
+
+    @torch.no_grad()
+    def sample_actions(self, frames, texts: list[str], sampler: Optional[SamplerConfig] = None,
+                       generator: Optional[torch.Generator] = None) -> SampleOutput:
+        cfg = sampler or self.cfg.sampler
+        cond = self.observation_condition(frames, self.embed_text(texts))
+        from videopolicy.models.sampler import euler_sample
+
+        h = self.cfg.action_head
+        sigmas = edm.karras_sigmas(cfg.steps, cfg.sigma_min, cfg.sigma_max, cfg.rho).tolist()
+        shape = (cond.shape[0], h.horizon, h.action_dim)
+        return SampleOutput(euler_sample(
+            lambda x, sigma: self.denoise_actions(x, torch.full((x.shape[0],), sigma, device=x.device), cond),
+            shape, sigmas, generator, self.device))

@@ -1,0 +1,369 @@
+"""The Video Policy model: video U-Net + feature taps + adapter + action head, with the EDM losses.
+
+One forward pass of the video U-Net denoises the packed multi-view video; its tapped features go
+through the adapter into the action head, which denoises the action chunk in the same call.
+
+Training modes (the paper's words):
+    stage1  video loss only; trains the video U-Net (the action branch is not run).
+    stage2  video U-Net frozen (run without grad, features detached); trains adapter + head at 5x lr.
+    joint   everything trains from the start; the action loss also reaches the U-Net through the taps.
+The loss is the authors': the mean over the concatenation of per-frame video losses and per-step action
+losses (in stage 2 the video part carries no gradient).
+
+``forward(batch, mode)`` returns the loss, so the model can be wrapped in DDP as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from videopolicy.models import edm, multiview
+from videopolicy.models.action_head import ActionUNet1D
+from videopolicy.models.adapter import Adapter
+from videopolicy.models.config import MODES, ModelConfig, SamplerConfig, from_dict
+from videopolicy.models.feature_taps import FeatureTaps, tap_geometry
+from videopolicy.models.text import TextEmbeddingCache, TextEncoder, build_text_encoder
+from videopolicy.models.vae import ClipLatents, build_vae, encode_clip, encode_condition, to_pixels
+from videopolicy.models.video_unet import added_time_ids, build_video_unet, noise_embedding
+
+
+@dataclass
+class LossOutput:
+    """loss: scalar to backpropagate; the rest are detached diagnostics."""
+
+    loss: torch.Tensor
+    video_loss: Optional[torch.Tensor] = None  # mean per-frame video loss
+    action_loss: Optional[torch.Tensor] = None  # mean per-step action loss
+    video_sigma: Optional[torch.Tensor] = None  # (B,)
+
+    def metrics(self) -> dict[str, float]:
+        out = {"loss": float(self.loss.detach())}
+        if self.video_loss is not None:
+            out["video_loss"] = float(self.video_loss)
+        if self.action_loss is not None:
+            out["action_loss"] = float(self.action_loss)
+        return out
+
+
+@dataclass
+class SampleOutput:
+    """actions: (B, horizon, action_dim) in the normalised [-1, 1] space.
+
+    video: (B, F, C, h, w) scaled latents (joint mode); frames: uint8 (B, F, H, W, 3) when decoded.
+    """
+
+    actions: torch.Tensor
+    video: Optional[torch.Tensor] = None
+    frames: Optional[torch.Tensor] = None
+
+
+def _as_tensor(x: Any, device) -> torch.Tensor:
+    return torch.as_tensor(x).to(device)
+
+
+class PolicyModel(nn.Module):
+    """Plumbing shared by Video Policy and the DP-ResNet baseline.
+
+    Frozen encoders (VAE, text encoder) are held outside the module tree: they are not parameters,
+    not in ``state_dict`` and not wrapped by DDP, but ``.to()`` moves them along.
+    """
+
+    kind = "base"
+    modes: tuple[str, ...] = ()  # training modes `forward` accepts
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg.checked()
+        self.__dict__["_frozen"] = {}
+        self.text_cache = TextEmbeddingCache()
+        self.calls: Counter = Counter()  # samples through each network since the last reset (costs)
+
+    # -- frozen encoders -------------------------------------------------------------------------
+    @property
+    def vae(self):
+        return self._frozen.get("vae")
+
+    @property
+    def text_encoder(self) -> Optional[TextEncoder]:
+        return self._frozen.get("text")
+
+    def attach_encoders(self, vae=None, text_encoder: Optional[TextEncoder] = None) -> "PolicyModel":
+        device = self.device
+        if vae is not None:
+            self._frozen["vae"] = vae.to(device)
+        if text_encoder is not None:
+            self._frozen["text"] = text_encoder.to(device)
+        return self
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        for module in self._frozen.values():
+            module._apply(fn, recurse)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def embed_text(self, texts: list[str]) -> torch.Tensor:
+        """(B, D) text embeddings from the cache, encoding unseen instructions if an encoder is attached."""
+        return self.text_cache.get(list(texts), self.text_encoder).to(self.device)
+
+    # -- training API ----------------------------------------------------------------------------
+    def trainable_parts(self, mode: str) -> dict[str, tuple[nn.Module, float]]:
+        """name -> (module, lr multiplier) of the parts that train in `mode`."""
+        raise NotImplementedError
+
+    def set_mode(self, mode: str) -> "PolicyModel":
+        """requires_grad on exactly the parts that train in `mode`; every other parameter is frozen."""
+        self.requires_grad_(False)
+        for module, _ in self.trainable_parts(mode).values():
+            module.requires_grad_(True)
+        return self
+
+    def param_groups(self, mode: str) -> list[dict]:
+        """Optimizer parameter groups for `mode` (call ``set_mode(mode)`` first): [{name, params, lr, weight_decay}]."""
+        o = self.cfg.optim
+        return [{"name": name, "params": [p for p in module.parameters() if p.requires_grad],
+                 "lr": o.lr * scale, "weight_decay": o.weight_decay}
+                for name, (module, scale) in self.trainable_parts(mode).items()]
+
+    def loss(self, batch: dict, mode: str, generator: Optional[torch.Generator] = None) -> LossOutput:
+        """Same as calling the model: ``model(batch, mode)``."""
+        return self(batch, mode, generator)
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path, extra: Optional[dict] = None) -> Path:
+        """config.json, model.safetensors, text_cache.pt, and the encoders unless loaded from `pretrained`.
+
+        `extra` (e.g. the action normaliser's statistics) is stored as extra.json.
+        """
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "config.json").write_text(json.dumps(dataclasses.asdict(self.cfg), indent=1))
+        save_model(self, str(d / "model.safetensors"))
+        self.text_cache.save(d / "text_cache.pt")
+        if self.vae is not None and not self.cfg.vae.pretrained:
+            save_model(self.vae, str(d / "vae.safetensors"))
+        if self.text_encoder is not None and not self.cfg.text.pretrained:
+            save_model(self.text_encoder.model, str(d / "text_encoder.safetensors"))
+        if extra is not None:
+            (d / "extra.json").write_text(json.dumps(extra, indent=1))
+        return d
+
+    @staticmethod
+    def from_pretrained(directory: str | Path, with_encoders: bool = True) -> "PolicyModel":
+        """Rebuild from ``save_pretrained`` output (either kind)."""
+        d = Path(directory)
+        cfg = from_dict(ModelConfig, json.loads((d / "config.json").read_text()))
+        # the checkpoint holds every U-Net weight: do not load the base model first
+        model = build_model(dataclasses.replace(cfg, unet=dataclasses.replace(cfg.unet, pretrained=None)),
+                            with_encoders=with_encoders)
+        model.cfg = cfg.checked()  # keep the provenance of the base weights
+        load_model(model, str(d / "model.safetensors"))
+        if (d / "text_cache.pt").exists():
+            model.text_cache = TextEmbeddingCache.load(d / "text_cache.pt")
+        if model.vae is not None and (d / "vae.safetensors").exists():
+            load_model(model.vae, str(d / "vae.safetensors"))
+        if model.text_encoder is not None and (d / "text_encoder.safetensors").exists():
+            load_model(model.text_encoder.model, str(d / "text_encoder.safetensors"))
+        return model
+
+    @staticmethod
+    def read_extra(directory: str | Path) -> Optional[dict]:
+        path = Path(directory) / "extra.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+
+class VideoPolicyModel(PolicyModel):
+    """Video U-Net + adapter + action head (the trainable parts); VAE and text encoder attached frozen."""
+
+    kind = "video_policy"
+    modes = MODES
+
+    def __init__(self, cfg: ModelConfig, unet: Optional[nn.Module] = None):
+        super().__init__(cfg)
+        c = self.cfg
+        self.unet = unet if unet is not None else build_video_unet(c)
+        emb_dim = 4 * c.unet.block_out_channels[0]  # the U-Net's time-embedding width (1280 for SVD)
+        taps = [tap_geometry(n, c.unet.block_out_channels) for n in c.adapter.taps]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(c.init_seed + 3)
+            self.adapter = Adapter(c.adapter, taps, c.num_cameras, c.frames_per_camera, c.latent_size, emb_dim)
+            self.action_head = ActionUNet1D(c.action_head, self.adapter.out_dim, emb_dim)
+
+    def trainable_parts(self, mode: str) -> dict[str, tuple[nn.Module, float]]:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; one of {MODES}")
+        scale = self.cfg.optim.head_lr_scale
+        parts = {}
+        if mode in ("stage1", "joint"):
+            parts["video_unet"] = (self.unet, 1.0)
+        if mode in ("stage2", "joint"):
+            parts["adapter"] = (self.adapter, scale)
+            parts["action_head"] = (self.action_head, scale)
+        return parts
+
+    # -- inputs ----------------------------------------------------------------------------------
+    def encode(self, frames, generator: Optional[torch.Generator] = None) -> ClipLatents:
+        """uint8 clip frames (B, V, T+1, H, W, 3) -> ClipLatents (cache these to skip the VAE)."""
+        if self.vae is None:
+            raise RuntimeError("no VAE attached: pass cached latents or build with encoders")
+        return encode_clip(self.vae, _as_tensor(frames, self.device), self.cfg, generator)
+
+    def encode_observations(self, frames, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """uint8 current frames (B, V, H, W, 3) -> concat-conditioning latents (B, V, C, h, w)."""
+        if self.vae is None:
+            raise RuntimeError("no VAE attached")
+        return encode_condition(self.vae, to_pixels(_as_tensor(frames, self.device)), self.cfg, generator)
+
+    def prepare(self, batch: dict, generator: Optional[torch.Generator] = None) -> dict[str, torch.Tensor]:
+        """A clip batch -> model tensors on the model's device.
+
+        Accepts ``frames`` uint8 (B, V, T+1, H, W, 3) or cached ``latents`` (B, V, T+1, C, h, w) with
+        optional ``cond_latents`` (B, V, C, h, w); ``text`` list[str] or ``text_emb`` (B, D);
+        ``actions`` (B, horizon, action_dim) in [-1, 1] (optional in stage 1).
+        Returns video target (B, F, C, h, w) scaled, cond (B, F, C, h, w), text (B, D), actions.
+        """
+        dev = self.device
+        if "latents" in batch:
+            latents = _as_tensor(batch["latents"], dev).float()
+            cond = _as_tensor(batch["cond_latents"], dev).float() if "cond_latents" in batch else latents[:, :, 0]
+        else:
+            enc = self.encode(batch["frames"], generator)
+            latents, cond = enc.latents, enc.cond
+        t = multiview.frames_per_camera(latents)
+        if t != self.cfg.frames_per_camera or latents.shape[1] != self.cfg.num_cameras:
+            raise ValueError(f"clip has {latents.shape[1]} cameras x {t} frames, the model expects "
+                             f"{self.cfg.num_cameras} x {self.cfg.frames_per_camera}")
+        out = {
+            "video": multiview.pack_video(latents) * self.cfg.vae.scaling_factor,
+            "cond": multiview.pack_condition(cond, t),
+            "text": _as_tensor(batch["text_emb"], dev).float() if "text_emb" in batch
+            else self.embed_text(batch["text"]),
+        }
+        if batch.get("actions") is not None:
+            out["actions"] = _as_tensor(batch["actions"], dev).float()
+        return out
+
+    # -- the denoiser ----------------------------------------------------------------------------
+    def denoise_video(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor, text: torch.Tensor,
+                      taps: bool = False, detach_features: bool = False
+                      ) -> tuple[torch.Tensor, Optional[list[torch.Tensor]]]:
+        """Noisy video x (B, F, C, h, w) at sigma (B,) -> (denoised video, tapped features or None).
+
+        cond: (B, F, C, h, w) unscaled first-frame latents; text: (B, D). Features: (B*F, C_k, h_k, w_k).
+        """
+        c_skip, c_out, c_in, c_noise = (edm.append_dims(s, x.ndim) if i < 3 else s
+                                        for i, s in enumerate(edm.v_scalings(sigma)))
+        inp = torch.cat([x * c_in, cond], dim=2)
+        ids = added_time_ids(self.cfg.unet, self.cfg.vae.cond_aug, x.shape[0], x.device, x.dtype)
+        self.calls["unet"] += x.shape[0]
+        if taps:
+            with FeatureTaps(self.unet, self.cfg.adapter.taps, detach=detach_features) as tap:
+                out = self.unet(inp, c_noise, encoder_hidden_states=text[:, None], added_time_ids=ids).sample
+            features = tap.take()
+        else:
+            out = self.unet(inp, c_noise, encoder_hidden_states=text[:, None], added_time_ids=ids).sample
+            features = None
+        return c_skip * x + c_out * out, features
+
+    def action_condition(self, features: list[torch.Tensor], sigma: torch.Tensor) -> torch.Tensor:
+        """Tapped features at video sigma (B,) -> the head's global condition (B, adapter.out_dim).
+
+        The adapter's noise embedding is the features' (video) sigma: with tied sigmas this is the
+        authors' choice; decoupled, it lets the fast sampler run the adapter once per chunk.
+        """
+        b = sigma.shape[0]
+        per_camera = [multiview.unpack_features(f, b, self.cfg.num_cameras) for f in features]
+        emb = noise_embedding(self.unet, edm.v_scalings(sigma)[3])
+        self.calls["adapter"] += b
+        return self.adapter(per_camera, emb)
+
+    def denoise_actions(self, x: torch.Tensor, sigma: torch.Tensor, global_cond: torch.Tensor) -> torch.Tensor:
+        """Noisy actions (B, horizon, action_dim) at sigma (B,) -> denoised actions."""
+        c_skip, c_out, c_in, c_noise = edm.v_scalings(sigma)
+        step = noise_embedding(self.unet, c_noise) if self.cfg.action_head.step_embedding == "unet" else c_noise
+        self.calls["head"] += x.shape[0]
+        out = self.action_head(x * edm.append_dims(c_in, 3), step, global_cond)
+        return edm.append_dims(c_skip, 3) * x + edm.append_dims(c_out, 3) * out
+
+    def denoise(self, video: torch.Tensor, video_sigma: torch.Tensor, cond: torch.Tensor, text: torch.Tensor,
+                actions: torch.Tensor, action_sigma: torch.Tensor, detach_features: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One joint call: (denoised video, denoised actions)."""
+        d_video, features = self.denoise_video(video, video_sigma, cond, text, taps=True,
+                                               detach_features=detach_features)
+        return d_video, self.denoise_actions(actions, action_sigma, self.action_condition(features, video_sigma))
+
+    # -- the loss ----------------------------------------------------------------------------------
+    def forward(self, batch: dict, mode: str = "stage1", generator: Optional[torch.Generator] = None) -> LossOutput:
+        """EDM v-prediction loss for `mode`; condition dropout (CFG) only in train()."""
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; one of {MODES}")
+        inputs = self.prepare(batch, generator)
+        video, cond, text = inputs["video"], inputs["cond"], inputs["text"]
+        b, dev = video.shape[0], video.device
+        if self.training and self.cfg.edm.cond_dropout > 0:
+            keep = (torch.rand(2, b, generator=generator, device=dev) >= self.cfg.edm.cond_dropout).float()
+            text = text * keep[0, :, None]
+            cond = cond * edm.append_dims(keep[1], cond.ndim)
+        video_sigma, action_sigma = edm.training_sigmas(b, self.cfg.edm, mode, generator, dev)
+        noisy = edm.add_noise(video, video_sigma, generator)
+        if mode == "stage1":
+            d_video, _ = self.denoise_video(noisy, video_sigma, cond, text)
+            per_frame = edm.weighted_error(d_video, video, video_sigma).flatten(2).mean(-1)  # (B, F)
+            return LossOutput(per_frame.mean(), per_frame.detach().mean(), None, video_sigma)
+
+        actions = inputs["actions"]
+        if mode == "stage2":  # every U-Net parameter is frozen: no graph through it at all
+            with torch.no_grad():
+                d_video, features = self.denoise_video(noisy, video_sigma, cond, text, taps=True,
+                                                       detach_features=True)
+        else:
+            d_video, features = self.denoise_video(noisy, video_sigma, cond, text, taps=True)
+        per_step = self.action_loss(self.action_condition(features, video_sigma), actions, action_sigma, generator)
+        per_frame = edm.weighted_error(d_video, video, video_sigma).flatten(2).mean(-1)  # (B, F)
+        loss = torch.cat([per_frame.flatten(), per_step.flatten()]).mean()
+        return LossOutput(loss, per_frame.detach().mean(), per_step.detach().mean(), video_sigma)
+
+    def action_loss(self, global_cond: torch.Tensor, actions: torch.Tensor, sigma: torch.Tensor,
+                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """EDM loss of the action head given its condition: per step (B, horizon)."""
+        denoised = self.denoise_actions(edm.add_noise(actions, sigma, generator), sigma, global_cond)
+        return edm.weighted_error(denoised, actions, sigma).mean(-1)
+
+    # -- inference ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_actions(self, frames, texts: list[str], sampler: Optional[SamplerConfig] = None,
+                       generator: Optional[torch.Generator] = None) -> SampleOutput:
+        """uint8 current frames (B, V, H, W, 3) + instructions -> SampleOutput (normalised actions)."""
+        from videopolicy.models.sampler import sample
+
+        cond = self.encode_observations(frames, generator)
+        return sample(self, cond, self.embed_text(texts), sampler or self.cfg.sampler, generator)
+
+
+def build_model(cfg: ModelConfig, with_encoders: bool = True) -> PolicyModel:
+    """The model named by ``cfg.kind``, with its frozen VAE / text encoder attached if `with_encoders`."""
+    cfg = cfg.checked()
+    if cfg.kind == "dp_resnet":
+        from videopolicy.models.baseline import DPResNetModel
+
+        model: PolicyModel = DPResNetModel(cfg)
+        if with_encoders:
+            model.attach_encoders(text_encoder=build_text_encoder(cfg))
+        return model
+    model = VideoPolicyModel(cfg)
+    if with_encoders:
+        model.attach_encoders(vae=build_vae(cfg), text_encoder=build_text_encoder(cfg))
+    return model

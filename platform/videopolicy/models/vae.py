@@ -1,0 +1,99 @@
+"""SVD's VAE (``AutoencoderKLTemporalDecoder``): frames <-> latents, kept apart so latents can be cached.
+
+Conventions (SVD, as the authors use them): latents are the posterior *mode*; the conditioning
+(first-frame) latents are encoded from the frame plus ``cond_aug`` pixel noise and stay **unscaled**;
+video targets are multiplied by ``scaling_factor`` (0.18215) by the model, not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from diffusers import AutoencoderKLTemporalDecoder
+
+from videopolicy.models.config import ModelConfig
+
+
+def build_vae(cfg: ModelConfig) -> AutoencoderKLTemporalDecoder:
+    """Random init (tiny) or ``from_pretrained`` (an SVD pipeline dir/hub id with subfolder ``vae``). Frozen."""
+    cfg = cfg.resolve()
+    v = cfg.vae
+    if v.pretrained:
+        kwargs = {"subfolder": v.pretrained_subfolder} if v.pretrained_subfolder else {}
+        vae = AutoencoderKLTemporalDecoder.from_pretrained(v.pretrained, **kwargs)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.init_seed + 2)
+            n = len(v.block_out_channels)
+            vae = AutoencoderKLTemporalDecoder(
+                down_block_types=("DownEncoderBlock2D",) * n, block_out_channels=tuple(v.block_out_channels),
+                layers_per_block=v.layers_per_block, latent_channels=v.latent_channels,
+                scaling_factor=v.scaling_factor)
+    return vae.eval().requires_grad_(False)
+
+
+def to_pixels(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [-1, 1]."""
+    frames = torch.as_tensor(frames)
+    return frames.movedim(-1, -3).float() / 127.5 - 1.0
+
+
+@dataclass
+class ClipLatents:
+    """VAE latents of a clip batch (cacheable).
+
+    latents: (B, V, T+1, C, h, w) unscaled posterior modes of every frame (frame 0 = condition frame).
+    cond: (B, V, C, h, w) unscaled latents of the noise-augmented first frames (the concat conditioning).
+    """
+
+    latents: torch.Tensor
+    cond: torch.Tensor
+
+
+@torch.no_grad()
+def encode_pixels(vae: AutoencoderKLTemporalDecoder, pixels: torch.Tensor, chunk: int) -> torch.Tensor:
+    """(N, 3, H, W) in [-1, 1] -> unscaled latent modes (N, C, H/8, W/8), `chunk` images per call."""
+    param = next(vae.parameters())
+    out = [vae.encode(pixels[i:i + chunk].to(param)).latent_dist.mode() for i in range(0, len(pixels), chunk)]
+    return torch.cat(out).float()
+
+
+@torch.no_grad()
+def encode_clip(vae: AutoencoderKLTemporalDecoder, frames: torch.Tensor, cfg: ModelConfig,
+                generator: Optional[torch.Generator] = None) -> ClipLatents:
+    """uint8 frames (B, V, T+1, H, W, 3) -> ClipLatents."""
+    cfg = cfg.resolve()
+    pixels = to_pixels(frames)
+    b, v, t1 = pixels.shape[:3]
+    latents = encode_pixels(vae, pixels.flatten(0, 2), cfg.vae.encode_chunk)
+    latents = latents.reshape(b, v, t1, *latents.shape[1:])
+    cond = encode_condition(vae, pixels[:, :, 0], cfg, generator)
+    return ClipLatents(latents, cond)
+
+
+@torch.no_grad()
+def encode_condition(vae: AutoencoderKLTemporalDecoder, pixels: torch.Tensor, cfg: ModelConfig,
+                     generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Current frames (B, V, 3, H, W) in [-1, 1] -> concat-conditioning latents (B, V, C, h, w), unscaled."""
+    noise = torch.randn(pixels.shape, generator=generator, device=pixels.device) if generator is not None \
+        else torch.randn_like(pixels)
+    cond = encode_pixels(vae, (pixels + cfg.vae.cond_aug * noise).flatten(0, 1), cfg.vae.encode_chunk)
+    return cond.reshape(*pixels.shape[:2], *cond.shape[1:])
+
+
+@torch.no_grad()
+def decode_video(vae: AutoencoderKLTemporalDecoder, video: torch.Tensor, chunk: int = 14) -> torch.Tensor:
+    """Scaled video latents (B, F, C, h, w) -> uint8 frames (B, F, H, W, 3).
+
+    The temporal decoder mixes the frames of one call, so chunks never span two clips.
+    """
+    param = next(vae.parameters())
+    clips = []
+    for clip in video / vae.config.scaling_factor:
+        parts = [vae.decode(clip[i:i + chunk].to(param), num_frames=len(clip[i:i + chunk])).sample.float()
+                 for i in range(0, len(clip), chunk)]
+        clips.append(torch.cat(parts))
+    pixels = torch.stack(clips)
+    return ((pixels.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(-3, -1)

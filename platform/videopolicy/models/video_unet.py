@@ -1,0 +1,75 @@
+"""The video U-Net: SVD's ``UNetSpatioTemporalConditionModel`` (diffusers), text-conditioned.
+
+The paper fine-tunes Stable Video Diffusion XT. The cross-attention context is the pooled CLIP text
+embedding (length 1) instead of SVD's CLIP image embedding; both live in the same CLIP space, so
+the architecture is unchanged. ``added_time_ids`` are the authors' constants (fps 6, motion 100,
+cond_aug 0.02).
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import UNetSpatioTemporalConditionModel
+
+from videopolicy.models.config import ModelConfig, VideoUNetConfig
+
+SVD_XT_UNET_PARAMS = 1_524_623_082  # diffusers' default config == the SVD-XT U-Net
+
+
+def unet_kwargs(cfg: VideoUNetConfig, num_frames: int) -> dict:
+    """diffusers constructor arguments for a resolved config."""
+    emb = cfg.addition_time_embed_dim
+    return dict(
+        in_channels=8,  # 4 noisy latent channels + 4 concat (first-frame) channels
+        out_channels=4,
+        block_out_channels=tuple(cfg.block_out_channels),
+        num_attention_heads=tuple(cfg.num_attention_heads),
+        cross_attention_dim=cfg.cross_attention_dim,
+        addition_time_embed_dim=emb,
+        projection_class_embeddings_input_dim=3 * emb,  # three added time ids
+        layers_per_block=cfg.layers_per_block,
+        transformer_layers_per_block=cfg.transformer_layers_per_block,
+        num_frames=num_frames,
+    )
+
+
+def build_video_unet(cfg: ModelConfig) -> UNetSpatioTemporalConditionModel:
+    """Random init from the config, or ``from_pretrained`` when ``unet.pretrained`` is set.
+
+    Works under ``FakeTensorMode`` (shape and cost checks without memory); the meta device does not
+    (diffusers' AlphaBlender creates a CPU tensor in __init__).
+    """
+    cfg = cfg.resolve()
+    u = cfg.unet
+    if u.pretrained:
+        kwargs = {"subfolder": u.pretrained_subfolder} if u.pretrained_subfolder else {}
+        unet = UNetSpatioTemporalConditionModel.from_pretrained(u.pretrained, **kwargs)
+        want = unet_kwargs(u, cfg.num_video_frames)
+        for key in ("block_out_channels", "cross_attention_dim", "addition_time_embed_dim"):
+            got = unet.config[key]
+            got = tuple(got) if isinstance(got, list) else got
+            if got != want[key]:
+                raise ValueError(f"pretrained U-Net at {u.pretrained!r} has {key}={got}, the config says "
+                                 f"{want[key]}; pick the matching preset")
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.init_seed)
+            unet = UNetSpatioTemporalConditionModel(**unet_kwargs(u, cfg.num_video_frames))
+    if u.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    return unet
+
+
+def added_time_ids(cfg: VideoUNetConfig, cond_aug: float, batch: int, device, dtype) -> torch.Tensor:
+    """SVD micro-conditioning (fps_id, motion_bucket_id, cond_aug): (B, 3)."""
+    ids = torch.tensor([cfg.fps_id, cfg.motion_bucket_id, cond_aug], device=device, dtype=dtype)
+    return ids.expand(batch, 3)
+
+
+def noise_embedding(unet: UNetSpatioTemporalConditionModel, c_noise: torch.Tensor) -> torch.Tensor:
+    """The U-Net's own time embedding of c_noise (B,) -> (B, 4 * block_out_channels[0]).
+
+    Without the added-time-id embedding, as the authors' adapter and action head use it.
+    """
+    t = unet.time_proj(c_noise).to(unet.time_embedding.linear_1.weight.dtype)
+    return unet.time_embedding(t)
