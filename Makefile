@@ -16,6 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -U pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m videopolicy.models.fetch_bpe   # CLIP BPE vocabulary for the offline tokenizer (from the open_clip_torch wheel)
 	touch $@
 
 install: $(VENV)/.installed
