@@ -38,6 +38,7 @@ import numpy as np
 from ray.data.collate_fn import NumpyBatchCollateFn
 
 from videopolicy.config import ClipConfig, PlatformConfig
+from videopolicy.normalize import ActionNormalizer
 from videopolicy.store import StageDir, file_digest, stable_hash
 
 log = logging.getLogger(__name__)
@@ -105,39 +106,6 @@ def split_demos(names: list[str], val_fraction: float, seed: int, task: str) -> 
     if val_fraction > 0 and n_val == 0 and len(names) >= 4:
         n_val = 1
     return {n: ("val" if i < n_val else "train") for i, n in enumerate(order)}
-
-
-# ---------------------------------------------------------------------------------------------
-# Normaliser
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ActionNormalizer:
-    """Per-dimension min-max to [-1, 1] (the authors' normalisation), from training demos only."""
-
-    low: np.ndarray  # (A,)
-    high: np.ndarray  # (A,)
-
-    def _scale(self) -> tuple[np.ndarray, np.ndarray]:
-        span = self.high - self.low
-        span = np.where(span < 1e-8, 1.0, span)  # a constant dim maps to a constant, not to inf
-        return span, self.low
-
-    def normalize(self, a: np.ndarray) -> np.ndarray:
-        span, low = self._scale()
-        return (2.0 * (a - low) / span - 1.0).astype(np.float32)
-
-    def unnormalize(self, a: np.ndarray) -> np.ndarray:
-        span, low = self._scale()
-        return ((np.asarray(a, dtype=np.float64) + 1.0) / 2.0 * span + low).astype(np.float32)
-
-    def to_dict(self) -> dict:
-        return {"low": self.low.tolist(), "high": self.high.tolist()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ActionNormalizer":
-        return cls(np.asarray(d["low"], dtype=np.float64), np.asarray(d["high"], dtype=np.float64))
 
 
 # ---------------------------------------------------------------------------------------------
