@@ -195,7 +195,7 @@ def main() -> None:
     if not args.skip_generation:
         g1, g2 = results["generation_1"]["episodes_per_s"], results["generation_2"]["episodes_per_s"]
         results["ratios"]["generation_2_over_1"] = g2 / g1
-        print(f"demo generation (Lift, 3 cameras x 128px, fast render, incl. env start-up):")
+        print("demo generation (Lift, 3 cameras x 128px, fast render, incl. env start-up):")
         print(f"  1 task  : {g1 * 3600:7.0f} episodes/h")
         print(f"  2 tasks : {g2 * 3600:7.0f} episodes/h  ({g2 / g1:.2f}x)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
