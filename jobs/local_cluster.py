@@ -1,4 +1,4 @@
-"""A local Ray head for `ray job submit`, started and stopped by PID (never `ray stop`).
+"""A local Ray head for `ray job submit`, started and stopped by PID (never by process name).
 
     python jobs/local_cluster.py submit -- python jobs/sweep_ablations.py --sweep sweeps/smoke.yaml
     python jobs/local_cluster.py start | stop | status

@@ -1,7 +1,7 @@
 """A local Ray head for `ray job submit` on one machine, started and stopped by PID.
 
-`ray stop` kills every Ray process on the machine by name, including other users' clusters, so we
-never use it. The head runs under a temp dir unique to this checkout; its processes are the ones
+Ray's own stop command kills every Ray process on the machine by name, including other users'
+clusters, so we never use it. The head runs under a temp dir unique to this checkout; its processes are the ones
 whose command line names that dir, plus their descendants (dashboard modules, workers), and
 `stop()` signals exactly those PIDs.
 """
