@@ -28,6 +28,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
+from videopolicy.models.config import ModelConfig
+
 
 class ConfigError(ValueError):
     """All problems found in a config, each as 'where: what (fix)'."""
@@ -159,6 +161,131 @@ class ClipConfig:
 
 
 @dataclass
+class StageRunConfig:
+    """The budget of one training run (a Ray Train TorchTrainer)."""
+
+    steps: int = 200  # optimizer steps (all workers step together)
+    batch_size: int = 8  # clips per worker per step
+    checkpoint_every: int = 50  # steps; a crash loses at most this many
+    keep_checkpoints: int = 2
+    lr: float = 0.0  # 0: model.optim.lr (U-Net); adapter + head train at lr * model.optim.head_lr_scale
+    ema_decay: float = 0.0  # 0: no EMA; else the EMA weights are what the checkpoint's policy uses
+    log_every: int = 10  # steps between metric reports (rank 0 only)
+
+    def validate(self) -> list[str]:
+        errs = []
+        if self.steps <= 0:
+            errs.append("steps: must be > 0")
+        if self.batch_size <= 0:
+            errs.append("batch_size: must be > 0")
+        if self.checkpoint_every <= 0:
+            errs.append("checkpoint_every: must be > 0")
+        if self.keep_checkpoints < 1:
+            errs.append("keep_checkpoints: must be >= 1")
+        if self.lr < 0:
+            errs.append("lr: must be >= 0")
+        if not 0.0 <= self.ema_decay < 1.0:
+            errs.append("ema_decay: must be in [0, 1)")
+        if self.log_every <= 0:
+            errs.append("log_every: must be > 0")
+        return errs
+
+
+TRAIN_METHODS = ("two_stage", "joint", "no_video_tuning", "dp_resnet")
+
+
+@dataclass
+class TrainConfig:
+    """Stages stage1 / stage2: how a row's policy is trained (the row kind of the paper's table).
+
+    method      stage1 (video)             stage2 (the run that yields the policy)
+    two_stage   fine-tune the video U-Net  action head on the frozen stage-1 U-Net
+    joint       -                          video U-Net + action head together, from base weights
+    no_video_tuning  -                     action head on the frozen base U-Net
+    dp_resnet   -                          the Diffusion Policy ResNet baseline
+    """
+
+    method: Literal["two_stage", "joint", "no_video_tuning", "dp_resnet"] = "two_stage"
+    stage1: StageRunConfig = field(default_factory=StageRunConfig)
+    stage2: StageRunConfig = field(default_factory=StageRunConfig)
+    workers: int = 1  # Ray Train workers (DDP ranks)
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0  # fractional on small boxes so Ray Data keeps a CPU (see README)
+    gpus_per_worker: float = 1.0
+    strategy: Literal["ddp", "fsdp"] = "ddp"  # fsdp: shard the svd-xt U-Net across A100s
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast (GPU only)
+    max_failures: int = 2  # worker-group restarts from the latest checkpoint
+    storage_path: str = ""  # Ray Train storage; "" = <store>/train_runs; s3://bucket/prefix on a cluster
+    seed: int = 0
+
+    def validate(self) -> list[str]:
+        errs = []
+        if self.workers <= 0:
+            errs.append("workers: must be > 0")
+        if self.cpus_per_worker <= 0:
+            errs.append("cpus_per_worker: must be > 0")
+        if self.use_gpu and self.gpus_per_worker <= 0:
+            errs.append("gpus_per_worker: must be > 0 when use_gpu is true")
+        if self.precision == "bf16" and not self.use_gpu:
+            errs.append("precision: bf16 autocast needs use_gpu: true (CPU runs use fp32)")
+        if self.strategy == "fsdp" and not self.use_gpu:
+            errs.append("strategy: fsdp needs use_gpu: true (use ddp on CPU)")
+        if self.max_failures < 0:
+            errs.append("max_failures: must be >= 0")
+        return errs
+
+
+@dataclass
+class EvalConfig:
+    """Stage `eval`: closed-loop rollouts of a row's policy; every row of a sweep gets the same episodes."""
+
+    suite: str = "robosuite"  # registry name: robosuite, libero10, robocasa, mimicgen
+    tasks: list[str] = field(default_factory=list)  # default: the suite protocol's tasks (robosuite: demos.tasks)
+    episodes_per_task: int = 10
+    seed: int = 0  # scene seeds derive from (suite, task, scene, index, seed): identical for every row
+    policy_seed: int = 0  # policy sampling noise, separate from scene seeds
+    max_steps: int = 0  # 0: the suite protocol's step limit
+    execute_steps: int = 16  # actions executed from each 32-step chunk before replanning (authors: 16)
+    workers: int = 2  # simulator worker actors
+    cpus_per_worker: float = 1.0
+    policy_servers: int = 1
+    max_batch: int = 8  # observations per policy call
+    batch_timeout_s: float = 0.02  # wait this long to fill a batch
+    recycle_after: int = 50  # episodes before a worker actor is replaced (leaks in renderers)
+    max_retries: int = 3  # infrastructure errors (actor death, renderer failure) per episode
+    video_episodes: int = 1  # episodes per task saved as MP4
+    sampler_steps: int = 0  # 0: model.sampler.steps
+
+    def validate(self) -> list[str]:
+        errs = []
+        if self.episodes_per_task <= 0:
+            errs.append("episodes_per_task: must be > 0")
+        if self.max_steps < 0:
+            errs.append("max_steps: must be >= 0 (0 = the suite's limit)")
+        if self.execute_steps <= 0:
+            errs.append("execute_steps: must be > 0")
+        if self.workers <= 0:
+            errs.append("workers: must be > 0")
+        if self.cpus_per_worker <= 0:
+            errs.append("cpus_per_worker: must be > 0")
+        if self.policy_servers <= 0:
+            errs.append("policy_servers: must be > 0")
+        if self.max_batch <= 0:
+            errs.append("max_batch: must be > 0")
+        if self.batch_timeout_s < 0:
+            errs.append("batch_timeout_s: must be >= 0")
+        if self.recycle_after <= 0:
+            errs.append("recycle_after: must be > 0")
+        if self.max_retries < 0:
+            errs.append("max_retries: must be >= 0")
+        if self.video_episodes < 0:
+            errs.append("video_episodes: must be >= 0")
+        if self.sampler_steps < 0:
+            errs.append("sampler_steps: must be >= 0")
+        return errs
+
+
+@dataclass
 class RayConfig:
     """How jobs reach Ray. address 'auto' joins RAY_ADDRESS / a running head, else starts a local one."""
 
@@ -173,7 +300,22 @@ class PlatformConfig:
     store: str = "~/.cache/videopolicy/store"  # root of content-addressed stage outputs (S3 on a cluster)
     demos: DemoConfig = field(default_factory=DemoConfig)
     clips: ClipConfig = field(default_factory=ClipConfig)
+    # Clip-shaped fields (num_cameras, frames_per_camera, image_size, action_head.horizon/action_dim)
+    # are derived from `clips`: see `model_config()`; setting them differently is an error.
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+
+    def model_config(self) -> ModelConfig:
+        """The model config with its clip-shaped fields taken from `clips` (one source of truth)."""
+        clip_cams = self.clips.cameras or self.demos.cameras
+        kind = "dp_resnet" if self.train.method == "dp_resnet" else "video_policy"
+        head = dataclasses.replace(self.model.action_head, horizon=self.clips.action_horizon,
+                                   action_dim=self.clips.action_dim)
+        return dataclasses.replace(self.model, kind=kind, num_cameras=len(clip_cams),
+                                   frames_per_camera=self.clips.frames_per_camera,
+                                   image_size=self.clips.image_size, action_head=head)
 
     def validate(self) -> list[str]:
         """Cross-section checks that need more than one section (or the suite catalogue)."""
@@ -209,6 +351,29 @@ class PlatformConfig:
                     errs.append(f"clips.task_list[{i}]: {task!r} is not among demos.tasks{_hint(task, self.demos.tasks)}")
         if self.clips.task_subset == "half" and self.demos.source == "scripted" and len(self.demos.tasks) < 2:
             errs.append("clips.task_subset: 'half' needs at least 2 tasks in demos.tasks")
+        errs.extend(self._model_errors())
+        if self.eval.suite == "robosuite" and self.demos.source == "scripted":
+            for i, task in enumerate(self.eval.tasks):
+                if task not in self.demos.tasks:
+                    errs.append(f"eval.tasks[{i}]: {task!r} has no demos (demos.tasks){_hint(task, self.demos.tasks)}")
+        return errs
+
+    def _model_errors(self) -> list[str]:
+        defaults, errs = ModelConfig(), []
+        derived = self.model_config()
+        for name, where in (("num_cameras", "clips.cameras"), ("frames_per_camera", "clips.video_horizon / frame_stride"),
+                            ("image_size", "clips.image_size")):
+            mine = getattr(self.model, name)
+            if mine != getattr(defaults, name) and mine != getattr(derived, name):
+                errs.append(f"model.{name}: derived from {where} ({getattr(derived, name)}); remove it")
+        for name, where in (("horizon", "clips.action_horizon"), ("action_dim", "clips.action_dim")):
+            mine = getattr(self.model.action_head, name)
+            if mine != getattr(defaults.action_head, name) and mine != getattr(derived.action_head, name):
+                errs.append(f"model.action_head.{name}: derived from {where}; remove it")
+        if self.model.kind != defaults.kind:
+            errs.append("model.kind: set by train.method (dp_resnet -> the baseline); remove it")
+        if not errs:
+            errs.extend(f"model: {e} (with the clip-derived shape)" for e in derived.validate())
         return errs
 
 
