@@ -1,0 +1,201 @@
+"""Driver side of a training run: checks before any worker starts, then one TorchTrainer.
+
+    spec = TrainSpec(stage="stage1", cfg=cfg, clips_path=ds.path, name="stage1-<key>", storage_path=...)
+    result = run_training(spec)            # resumes when `name` + `storage_path` already hold checkpoints
+    result.policy_dir                      # -> VideoPolicy.from_pretrained(result.policy_dir)
+
+Fault tolerance is Ray Train's: `FailureConfig(max_failures)` restarts the worker group from the latest
+checkpoint (the step count continues); a second launch with the same name resumes the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+from videopolicy.config import PlatformConfig, StageRunConfig, to_dict
+from videopolicy.train.checkpoint import INFO_FILE, POLICY_DIR, TrainSetupError, check_init_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainSpec:
+    """One training run. `name` + `storage_path` are its identity: the same pair resumes."""
+
+    stage: Literal["stage1", "stage2"]
+    cfg: PlatformConfig
+    clips_path: str
+    name: str
+    storage_path: str
+    init_from: Optional[str] = None  # a stage-1 policy dir (two_stage's stage 2 only)
+    tracking_uri: Optional[str] = None
+    mlflow_run_id: Optional[str] = None  # the MLflow run metrics go to; a checkpoint's id wins on resume
+    progress_dir: Optional[str] = None  # each worker writes rank<r>.json {pid, step} here at every report
+    platform_dict: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.clips_path = str(self.clips_path)
+        if not self.platform_dict:
+            self.platform_dict = to_dict(self.cfg)
+
+    @property
+    def mode(self) -> str:
+        """The model's training mode for this run (see loop.py's table)."""
+        if self.stage == "stage1":
+            return "stage1"
+        return "joint" if self.cfg.train.method == "joint" else "stage2"
+
+    @property
+    def run(self) -> StageRunConfig:
+        return self.cfg.train.stage1 if self.stage == "stage1" else self.cfg.train.stage2
+
+
+@dataclass
+class TrainResult:
+    checkpoint_dir: Path  # the last checkpoint (storage side)
+    policy_dir: Path  # its policy/ directory: what evaluation loads
+    step: int
+    metrics: dict
+
+
+def preflight(spec: TrainSpec) -> None:
+    """Everything that can be wrong before workers start: raise TrainSetupError naming path and fix."""
+    from videopolicy.data.clips import ClipDataset
+
+    method = spec.cfg.train.method
+    if spec.stage == "stage1" and method != "two_stage":
+        raise TrainSetupError(f"train.method {method!r} has no stage 1 (only two_stage fine-tunes the video model first)")
+    if spec.stage == "stage2" and method == "two_stage" and not spec.init_from:
+        raise TrainSetupError("two_stage's stage 2 needs the stage-1 checkpoint (init_from / --init-from)")
+    if spec.init_from and method != "two_stage":
+        raise TrainSetupError(f"train.method {method!r} starts from base weights; init_from is only for two_stage")
+    try:
+        ds = ClipDataset.open(spec.clips_path)
+    except FileNotFoundError as e:
+        raise TrainSetupError(f"{e}. Fix: build the clips first (jobs/build_clips.py)") from e
+    if ds.index("train").shape[0] < spec.run.batch_size * spec.cfg.train.workers:
+        raise TrainSetupError(f"{spec.clips_path}: {ds.index('train').shape[0]} training clips, fewer than one "
+                              f"batch for every worker ({spec.cfg.train.workers} x {spec.run.batch_size})")
+    want = spec.cfg.model_config()
+    try:
+        want = want.checked()
+    except ValueError as e:
+        raise TrainSetupError(str(e)) from e
+    if list(ds.clips.cameras or ds.cameras) and len(ds.cameras) != want.num_cameras:
+        raise TrainSetupError(f"{spec.clips_path}: clips have {len(ds.cameras)} cameras, the model {want.num_cameras}")
+    if ds.clips.frames_per_camera != want.frames_per_camera or ds.clips.image_size != want.image_size:
+        raise TrainSetupError(f"{spec.clips_path}: clips are {ds.clips.frames_per_camera} frames x "
+                              f"{ds.clips.image_size} px, the config asks {want.frames_per_camera} x {want.image_size}")
+    if spec.init_from:
+        check_init_checkpoint(spec.init_from, want, ds.cameras)
+
+
+def latest_checkpoint(storage_path: str, name: str) -> Optional[Path]:
+    """The newest checkpoint of run `name` in local storage, or None (used to re-attach MLflow runs)."""
+    run_dir = Path(storage_path).expanduser() / name
+    found = []
+    for d in run_dir.glob("checkpoint_*"):
+        if (d / INFO_FILE).exists():
+            found.append((json.loads((d / INFO_FILE).read_text())["step"], d))
+    return max(found)[1] if found else None
+
+
+def resolve_mlflow_run(spec: TrainSpec) -> Optional[str]:
+    """The run id this training logs to: the checkpoint's (resume), else the given one, else a new run."""
+    if not spec.tracking_uri:
+        return spec.mlflow_run_id
+    if "://" not in spec.storage_path or spec.storage_path.startswith("file://"):
+        ckpt = latest_checkpoint(spec.storage_path.removeprefix("file://"), spec.name)
+        if ckpt is not None:
+            run_id = json.loads((ckpt / INFO_FILE).read_text()).get("mlflow_run_id")
+            if run_id:
+                return run_id
+    if spec.mlflow_run_id:
+        return spec.mlflow_run_id
+    from mlflow import MlflowClient
+
+    client = MlflowClient(spec.tracking_uri)
+    exp = client.get_experiment_by_name(spec.cfg.name)
+    exp_id = exp.experiment_id if exp else client.create_experiment(spec.cfg.name)
+    existing = client.search_runs([exp_id], filter_string=f"tags.`videopolicy.train_run` = '{spec.name}'",
+                                  max_results=1)
+    if existing:
+        return existing[0].info.run_id
+    run = client.create_run(exp_id, run_name=spec.name, tags={"videopolicy.train_run": spec.name,
+                                                              "videopolicy.stage": spec.stage})
+    client.log_batch(run.info.run_id, params=[_param(k, v) for k, v in train_params(spec).items()])
+    return run.info.run_id
+
+
+def _param(k, v):
+    from mlflow.entities import Param
+
+    return Param(k, str(v)[:6000])
+
+
+def train_params(spec: TrainSpec) -> dict:
+    t, r = spec.cfg.train, spec.run
+    return {"train_mode": t.method, "stage": spec.stage, "model_mode": spec.mode, "preset": spec.cfg.model.preset,
+            "steps": r.steps, "batch_size": r.batch_size, "workers": t.workers, "lr": r.lr or spec.cfg.model.optim.lr,
+            "ema_decay": r.ema_decay, "clips": Path(spec.clips_path).name, "init_from": spec.init_from or ""}
+
+
+def run_training(spec: TrainSpec) -> TrainResult:
+    """Preflight, then fit one TorchTrainer (resuming if `name` already has checkpoints)."""
+    import ray.train
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from videopolicy.data.clips import ClipDataset
+    from videopolicy.runtime import worker_env
+    from videopolicy.train.loop import train_loop_per_worker
+
+    preflight(spec)
+    spec = dataclasses.replace(spec, mlflow_run_id=resolve_mlflow_run(spec))
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = False  # per-epoch bars flood job logs
+    t = spec.cfg.train
+    resources = {"CPU": t.cpus_per_worker}
+    if t.use_gpu:
+        resources["GPU"] = t.gpus_per_worker
+    env = {**worker_env(spec.cfg), "OMP_NUM_THREADS": str(max(1, int(t.cpus_per_worker)))}
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"spec": spec},
+        scaling_config=ScalingConfig(num_workers=t.workers, use_gpu=t.use_gpu, resources_per_worker=resources),
+        run_config=RunConfig(
+            name=spec.name,
+            storage_path=spec.storage_path,
+            checkpoint_config=CheckpointConfig(num_to_keep=spec.run.keep_checkpoints),
+            failure_config=FailureConfig(max_failures=t.max_failures),
+            worker_runtime_env={"env_vars": env},
+        ),
+        datasets={"train": ClipDataset.open(spec.clips_path).ray_dataset("train", shuffle=True)},
+    )
+    try:
+        result = trainer.fit()
+    except ray.train.TrainingFailedError as e:
+        raise RuntimeError(f"training run {spec.name!r} failed after {t.max_failures} restarts: {e}") from e
+    if result.checkpoint is None:
+        raise RuntimeError(f"training run {spec.name!r} finished without a checkpoint")
+    ckpt = Path(result.checkpoint.path)
+    info = json.loads((ckpt / INFO_FILE).read_text())
+    return TrainResult(ckpt, ckpt / POLICY_DIR, info["step"], dict(result.metrics or {}))
+
+
+def export_policy(result: TrainResult, out_dir: str | Path) -> Path:
+    """Copy the final policy out of Ray's storage (a stage output must not depend on checkpoint pruning)."""
+    out = Path(out_dir)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(result.policy_dir, tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
