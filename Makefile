@@ -33,3 +33,16 @@ bench: install
 
 clean-store:
 	rm -rf $(STORE)
+
+# Benchmark simulators in their own virtualenvs (deploy/sim/README.md). LIBERO-10 installs from PyPI
+# alone; RoboCasa and MimicGen need GitHub (+ Box / HF Hub for assets and datasets).
+.PHONY: sim-libero sim-robocasa sim-mimicgen
+
+sim-libero:
+	deploy/sim/install_libero.sh $(LIBERO_VENV)
+
+sim-robocasa:
+	deploy/sim/install_robocasa.sh $(ROBOCASA_VENV)
+
+sim-mimicgen:
+	deploy/sim/install_mimicgen.sh $(MIMICGEN_VENV)

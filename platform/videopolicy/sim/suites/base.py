@@ -111,6 +111,11 @@ class Suite(ABC):
     def make_env(self, task: str) -> SimEnv:
         """Build the environment for `task` (call inside the worker process)."""
 
+    def step_limit(self, task: str) -> int:
+        """Step limit of one episode of `task` (default: the protocol's; suites with per-task limits
+        override this and record the limits in ``Protocol.extra`` so they are part of the hash)."""
+        return self.protocol().max_steps
+
     def unavailable(self) -> Optional[str]:
         """None when the suite can run here, else how to install it (checked before any actor starts)."""
         return None

@@ -1,0 +1,163 @@
+"""RoboCasa: the 24 atomic kitchen tasks of the Video Policy paper, in their own virtualenv.
+
+Protocol (declared once, in `RobocasaSuite.protocol`), following the authors' evaluation
+(``robocasa_experiment.py`` / ``create_eval_env_modified`` in cvlab-columbia/videopolicy) and
+RoboCasa's own v0.1 benchmark settings:
+
+* tasks: RoboCasa's single-stage ("atomic") tasks that have MimicGen datasets, i.e. all 25 of
+  ``SINGLE_STAGE_TASK_DATASETS`` except ``NavigateKitchen``;
+* 50 episodes per task over 5 (layout, style) scenes ``(1,1) (2,2) (4,4) (6,9) (7,10)``, 10 each.
+  Episode i uses scene ``i % 5`` (round robin, so a smoke run of 5 episodes sees every scene; the
+  authors used blocks of 10, ``i // 10``, which gives the same 50 (scene, episode) slots for n=50);
+* held-out object instances (``obj_instance_split="B"``), no generative textures, fixed cameras;
+* the mobile Panda (``PandaOmron``; ``PandaMobile`` in the v0.1 era) with its default composite
+  controller (arm OSC_POSE). The command is 12-D (``Protocol.action_dim``); a 7-D policy action
+  ``(dx,dy,dz,dax,day,daz,gripper)`` is accepted too and sent as ``a7 + [0, 0, 0, 0, -1]`` (base
+  still, torso still, arm mode), as the authors do (`map_action` is the same mapping, parent-side);
+* cameras ``robot0_agentview_left``, ``robot0_agentview_right``, ``robot0_eye_in_hand`` rendered at
+  256x256 (the authors' eval resolution; their datasets are ``*_im256_*``);
+* step limit: RoboCasa's per-task rollout horizon (``dataset_registry``: 300-1000, mostly 500),
+  see `HORIZONS` and `step_limit`. The authors capped episodes at ``max_traj_len: 1000`` instead;
+  set ``eval.max_steps: 1000`` to reproduce that;
+* success = ``env._check_success()`` after any step. Each episode's instruction is the env's
+  ``ep_meta["lang"]`` (it names the sampled object), exposed by the env as ``episode_instruction``;
+  `instruction` gives a task-level sentence for when no env exists.
+
+Not run on the machine this was written on: RoboCasa needs robosuite master from git and 5-10 GB of
+assets from utexas.box.com. ``deploy/sim/install_robocasa.sh`` (``make sim-robocasa``) builds the venv.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from videopolicy.sim.bridge import BridgeEnv, sim_version, unavailable_message, venv_python
+from videopolicy.sim.suites.base import EpisodeSpec, Protocol, Suite
+
+PYTHON_VAR = "VIDEOPOLICY_ROBOCASA_PYTHON"
+VENV_VAR = "VIDEOPOLICY_ROBOCASA_VENV"
+DEFAULT_VENV = ".venv-robocasa"
+BUILD = "make sim-robocasa"
+DISTS = ("robocasa", "robosuite", "mujoco")
+
+#: task -> RoboCasa's rollout horizon (robocasa/utils/dataset_registry.py, v0.1/v0.2).
+HORIZONS: dict[str, int] = {
+    "PnPCounterToCab": 500, "PnPCabToCounter": 500, "PnPCounterToSink": 700, "PnPSinkToCounter": 500,
+    "PnPCounterToMicrowave": 600, "PnPMicrowaveToCounter": 500, "PnPCounterToStove": 500, "PnPStoveToCounter": 500,
+    "OpenSingleDoor": 500, "CloseSingleDoor": 500, "OpenDoubleDoor": 1000, "CloseDoubleDoor": 700,
+    "OpenDrawer": 500, "CloseDrawer": 500,
+    "TurnOnSinkFaucet": 500, "TurnOffSinkFaucet": 500, "TurnSinkSpout": 500,
+    "TurnOnStove": 500, "TurnOffStove": 500,
+    "CoffeeSetupMug": 600, "CoffeeServeMug": 600, "CoffeePressButton": 300,
+    "TurnOnMicrowave": 500, "TurnOffMicrowave": 500,
+}
+TASKS: tuple[str, ...] = tuple(HORIZONS)
+
+#: Task-level sentences (each episode's own ``ep_meta["lang"]`` names the sampled object).
+INSTRUCTIONS: dict[str, str] = {
+    "PnPCounterToCab": "pick the object from the counter and place it in the cabinet",
+    "PnPCabToCounter": "pick the object from the cabinet and place it on the counter",
+    "PnPCounterToSink": "pick the object from the counter and place it in the sink",
+    "PnPSinkToCounter": "pick the object from the sink and place it on the counter",
+    "PnPCounterToMicrowave": "pick the object from the counter and place it in the microwave",
+    "PnPMicrowaveToCounter": "pick the object from the microwave and place it on the counter",
+    "PnPCounterToStove": "pick the object from the counter and place it on the stove burner",
+    "PnPStoveToCounter": "pick the object from the stove and place it on the counter",
+    "OpenSingleDoor": "open the cabinet door",
+    "CloseSingleDoor": "close the cabinet door",
+    "OpenDoubleDoor": "open the cabinet doors",
+    "CloseDoubleDoor": "close the cabinet doors",
+    "OpenDrawer": "open the drawer",
+    "CloseDrawer": "close the drawer",
+    "TurnOnSinkFaucet": "turn on the sink faucet",
+    "TurnOffSinkFaucet": "turn off the sink faucet",
+    "TurnSinkSpout": "turn the sink spout",
+    "TurnOnStove": "turn on the stove burner",
+    "TurnOffStove": "turn off the stove burner",
+    "CoffeeSetupMug": "pick the mug from the counter and place it under the coffee machine dispenser",
+    "CoffeeServeMug": "pick the mug from under the coffee machine dispenser and place it on the counter",
+    "CoffeePressButton": "press the button on the coffee machine to serve coffee",
+    "TurnOnMicrowave": "press the start button on the microwave",
+    "TurnOffMicrowave": "press the stop button on the microwave",
+}
+
+SCENES: tuple[tuple[int, int], ...] = ((1, 1), (2, 2), (4, 4), (6, 9), (7, 10))
+EPISODES_PER_TASK = 50
+CAMERAS = ("robot0_agentview_left", "robot0_agentview_right", "robot0_eye_in_hand")
+IMAGE_SIZE = 256
+ACTION_PAD = (0.0, 0.0, 0.0, 0.0, -1.0)
+
+
+def map_action(a7) -> np.ndarray:
+    """The authors' 7-D -> 12-D mapping: append ``[0, 0, 0, 0, -1]``."""
+    a = np.asarray(a7, dtype=np.float64).reshape(-1)
+    if a.shape == (12,):
+        return a
+    if a.shape != (7,):
+        raise ValueError(f"RoboCasa action must be 7-D or 12-D, got shape {a.shape}")
+    return np.concatenate([a, ACTION_PAD])
+
+
+def scene_id(layout: int, style: int) -> str:
+    return f"layout{layout}_style{style}"
+
+
+class RobocasaSuite(Suite):
+    name = "robocasa"
+
+    def __init__(self, cfg=None):
+        self.cfg = cfg
+        self.python = venv_python(PYTHON_VAR, VENV_VAR, DEFAULT_VENV)
+
+    def protocol(self) -> Protocol:
+        return Protocol(
+            suite=self.name,
+            tasks=TASKS,
+            cameras=CAMERAS,
+            image_size=IMAGE_SIZE,
+            max_steps=max(HORIZONS.values()),
+            action_dim=12,  # the robot's command; a 7-D policy action is also accepted and padded (action_mapping)
+            settle_steps=0,
+            sim_version=sim_version(self.python, DISTS),
+            extra=(
+                ("scenes", tuple(scene_id(*s) for s in SCENES)),
+                ("episode_to_scene", "i % 5"),
+                ("episodes_per_task", EPISODES_PER_TASK),
+                ("obj_instance_split", "B"),
+                ("generative_textures", None),
+                ("randomize_cameras", False),
+                ("robot", "mobile Panda (PandaOmron | PandaMobile), default composite controller, arm OSC_POSE"),
+                ("action_mapping", "7 -> 12: a7 + [0, 0, 0, 0, -1]; 12-D passed through"),
+                ("step_limits", tuple(sorted(HORIZONS.items()))),
+                ("env_rebuilt_per_episode", True),
+                ("success", "env._check_success after each step"),
+            ),
+        )
+
+    def step_limit(self, task: str) -> int:
+        self.instruction(task)
+        return HORIZONS[task]
+
+    def instruction(self, task: str) -> str:
+        if task not in INSTRUCTIONS:
+            raise KeyError(f"unknown RoboCasa task {task!r}; the paper's 24: {', '.join(TASKS)}")
+        return INSTRUCTIONS[task]
+
+    def episodes(self, task: str, n: int, eval_seed: int) -> list[EpisodeSpec]:
+        self.instruction(task)
+        return [EpisodeSpec.make(self.name, task, scene_id(*SCENES[i % len(SCENES)]), i // len(SCENES), eval_seed)
+                for i in range(n)]
+
+    def make_env(self, task: str) -> BridgeEnv:
+        self.instruction(task)
+        msg = self.unavailable()
+        if msg:
+            raise RuntimeError(msg)
+        return BridgeEnv(self.python, self.name, task, cameras=CAMERAS,
+                         options={"image_size": IMAGE_SIZE, "obj_instance_split": "B"})
+
+    def unavailable(self) -> Optional[str]:
+        return unavailable_message(self.name, self.python, DISTS, BUILD, PYTHON_VAR, VENV_VAR,
+                                   required=("robocasa", "robosuite"))
