@@ -1,0 +1,139 @@
+"""The ablation table, like the paper's: rows x tasks (success with a Wilson 95% interval), the
+average over tasks with its interval, and the paired delta of every row against a reference row.
+
+Saved as CSV (numbers), Markdown and HTML (formatted cells); `str(table)` is what the sweep prints.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from videopolicy.evaluate.stats import (
+    EpisodeMismatchError,
+    PairedDifference,
+    paired_difference,
+    row_summary,
+    success_table,
+)
+
+
+def fmt_rate(rate: float, lo: float, hi: float) -> str:
+    return "-" if math.isnan(rate) else f"{rate:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def fmt_delta(d: PairedDifference | None, is_reference: bool, note: str = "") -> str:
+    if is_reference:
+        return "reference"
+    if d is None or math.isnan(d.delta):
+        return f"n/a ({note})" if note else "n/a"
+    return f"{d.delta:+.2f} [{d.lo:+.2f}, {d.hi:+.2f}] p={d.mcnemar_p:.2g}"
+
+
+@dataclass
+class AblationTable:
+    """The numbers (`numeric`, one line per row) and their formatted cells (`cells`)."""
+
+    rows: list[str]
+    tasks: list[str]
+    reference_row: str | None
+    numeric: pd.DataFrame  # row, <task>, <task>_lo, <task>_hi, ..., average(_lo/_hi), delta(_lo/_hi), ...
+    cells: pd.DataFrame  # row, <task>..., average, delta vs <reference>: strings
+    deltas: dict[str, PairedDifference] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)  # row -> why it has no paired delta
+
+    @property
+    def delta_column(self) -> str:
+        return f"delta vs {self.reference_row}" if self.reference_row else "delta"
+
+    def to_markdown(self) -> str:
+        cols = list(self.cells.columns)
+        lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+        for rec in self.cells.itertuples(index=False):
+            lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in rec) + " |")
+        return "\n".join(lines) + "\n"
+
+    def to_html(self) -> str:
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.cells.columns)
+        body = []
+        for rec in self.cells.itertuples(index=False):
+            row = rec[0]
+            cls = ' class="reference"' if row == self.reference_row else ""
+            tds = "".join(f"<td>{html.escape(str(v))}</td>" for v in rec[1:])
+            body.append(f'<tr data-row="{html.escape(row)}"{cls}><th scope="row">{html.escape(row)}</th>{tds}</tr>')
+        return (f'<table class="ablation"><thead><tr>{head}</tr></thead>'
+                f'<tbody>{"".join(body)}</tbody></table>')
+
+    def __str__(self) -> str:
+        return self.to_markdown()
+
+    def save(self, out_dir: str | Path, stem: str = "ablation") -> dict[str, Path]:
+        """`<stem>.csv` (numbers), `<stem>.md`, `<stem>.html` (formatted). Returns the paths."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"csv": out / f"{stem}.csv", "md": out / f"{stem}.md", "html": out / f"{stem}.html"}
+        self.numeric.to_csv(paths["csv"], index=False)
+        paths["md"].write_text(self.to_markdown())
+        paths["html"].write_text("<!doctype html><meta charset=\"utf-8\"><title>Ablation table</title>"
+                                 f"<style>{TABLE_CSS}</style>{self.to_html()}\n")
+        return paths
+
+
+TABLE_CSS = ("table.ablation{border-collapse:collapse;font:13px system-ui,sans-serif}"
+             "table.ablation th,table.ablation td{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+             "table.ablation th[scope=row]{text-align:left}table.ablation tr.reference{background:#f3f6fb}")
+
+
+def ablation_table(results: pd.DataFrame, reference_row: str | None = None, rows: list[str] | None = None,
+                   tasks: list[str] | None = None, n_boot: int = 2000, seed: int = 0) -> AblationTable:
+    """The paper-style table from the per-episode frame (all rows, harness schema plus `row`).
+
+    rows / tasks: their order (default: order of appearance). A row that was not evaluated on the
+    reference row's episodes gets no delta (noted), rather than a meaningless unpaired one.
+    """
+    rows = rows or list(pd.unique(results["row"]))
+    tasks = tasks or list(pd.unique(results["task"]))
+    if reference_row is not None and reference_row not in rows:
+        raise ValueError(f"reference row {reference_row!r} is not among the rows {rows}")
+    per_task = success_table(results).set_index(["row", "task"])
+    summary = row_summary(results).set_index("row")
+    deltas: dict[str, PairedDifference] = {}
+    notes: dict[str, str] = {}
+    numeric, cells = [], []
+    for row in rows:
+        num: dict = {"row": row}
+        cell: dict = {"row": row}
+        for task in tasks:
+            if (row, task) in per_task.index:
+                t = per_task.loc[(row, task)]
+                num.update({task: t["rate"], f"{task}_lo": t["lo"], f"{task}_hi": t["hi"]})
+                cell[task] = fmt_rate(t["rate"], t["lo"], t["hi"])
+            else:
+                num.update({task: math.nan, f"{task}_lo": math.nan, f"{task}_hi": math.nan})
+                cell[task] = "-"
+        s = summary.loc[row] if row in summary.index else None
+        mean, lo, hi = (s["mean"], s["lo"], s["hi"]) if s is not None else (math.nan, 0.0, 1.0)
+        num.update({"average": mean, "average_lo": lo, "average_hi": hi,
+                    "n_episodes": int(s["n_episodes"]) if s is not None else 0,
+                    "infra_errors": int(s["infra_errors"]) if s is not None else 0})
+        cell["average"] = fmt_rate(mean, lo, hi)
+        d = None
+        if reference_row is not None and row != reference_row:
+            try:
+                d = deltas[row] = paired_difference(results, row, reference_row, n_boot=n_boot, seed=seed)
+            except EpisodeMismatchError as e:
+                notes[row] = "different episodes"
+                notes[f"{row}:error"] = str(e)
+        num.update({"delta": d.delta if d else math.nan, "delta_lo": d.lo if d else math.nan,
+                    "delta_hi": d.hi if d else math.nan, "mcnemar_p": d.mcnemar_p if d else math.nan,
+                    "n_pairs": d.n_pairs if d else 0})
+        cell["delta"] = fmt_delta(d, row == reference_row, notes.get(row, ""))
+        numeric.append(num)
+        cells.append(cell)
+    table = AblationTable(rows, tasks, reference_row, pd.DataFrame(numeric), pd.DataFrame(cells), deltas, notes)
+    table.cells = table.cells.rename(columns={"delta": table.delta_column})
+    return table

@@ -1,0 +1,199 @@
+"""The ablation table and the HTML report, on synthetic results with KNOWN outcomes; the report is
+rendered in real headless Chromium (screenshot + the rendered DOM with measured geometry).
+
+Needs /usr/bin/chromium (`apt-get install -y chromium`); without it the render test FAILS with that
+instruction: a report nobody checked in a browser is not a tested report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from videopolicy.evaluate.stats import wilson
+from videopolicy.report import RowInfo, ablation_table, build_report, horizon_rows
+
+TASKS = ["Lift", "Stack", "PickPlaceCan", "Door"]
+N = 20  # episodes per task
+RATES = {  # success rate per task, a multiple of 1/N: the outcomes are known exactly
+    "two_stage": [0.90, 0.70, 0.60, 0.80],
+    "joint": [0.80, 0.60, 0.50, 0.60],
+    "no_video_tuning": [0.10, 0.00, 0.10, 0.20],
+    "half_tasks": [0.90, 0.60, 0.30, 0.20],
+    "horizon_0": [0.40, 0.30, 0.20, 0.30],
+    "horizon_16": [0.70, 0.50, 0.40, 0.60],
+}
+BASE = dict(train_mode="two_stage", video_tuning="stage1", task_subset="all", video_horizon=32, demos_per_task=50,
+            suite="robosuite")
+ROWS = [
+    RowInfo("two_stage", BASE),
+    RowInfo("joint", {**BASE, "train_mode": "joint", "video_tuning": "joint"}),
+    RowInfo("no_video_tuning", {**BASE, "train_mode": "no_video_tuning", "video_tuning": "none"}),
+    RowInfo("half_tasks", {**BASE, "task_subset": "half"}, ("Lift", "Stack")),
+    RowInfo("horizon_0", {**BASE, "video_horizon": 0}),
+    RowInfo("horizon_16", {**BASE, "video_horizon": 16}),
+]
+
+
+def results(rates: dict[str, list[float]] = RATES) -> pd.DataFrame:
+    recs = []
+    for row, per_task in rates.items():
+        for task, rate in zip(TASKS, per_task):
+            wins = round(rate * N)
+            for i in range(N):
+                recs.append(dict(row=row, suite="robosuite", task=task, scene="default", index=i, seed=i,
+                                 episode_key=f"robosuite/{task}/default/{i}", policy_id=row, policy_seed=0,
+                                 protocol_hash="h", status="done", success=i < wins, steps=100, failure_reason=None,
+                                 video_path=None, attempts=1, wall_s=1.0))
+    return pd.DataFrame(recs)
+
+
+def mean(row: str, tasks: list[str] = TASKS) -> float:
+    return sum(RATES[row][TASKS.index(t)] for t in tasks) / len(tasks)
+
+
+# ------------------------------------------------------------------------------------------ the table
+
+
+def test_ablation_table_numbers_and_files(tmp_path):
+    table = ablation_table(results(), reference_row="two_stage", rows=[r.name for r in ROWS])
+    num = table.numeric.set_index("row")
+    assert list(num.index) == [r.name for r in ROWS]
+    assert num.loc["joint", "Lift"] == pytest.approx(0.8)
+    assert (num.loc["joint", "Lift_lo"], num.loc["joint", "Lift_hi"]) == pytest.approx(wilson(16, 20))
+    assert num.loc["two_stage", "average"] == pytest.approx(0.75)
+    assert num.loc["joint", "delta"] == pytest.approx(mean("joint") - mean("two_stage"))
+    assert num.loc["no_video_tuning", "delta_hi"] < 0 and num.loc["no_video_tuning", "mcnemar_p"] < 1e-6
+    assert math.isnan(num.loc["two_stage", "delta"])
+    cells = table.cells.set_index("row")
+    assert cells.loc["two_stage", "delta vs two_stage"] == "reference"
+    assert cells.loc["joint", "Lift"] == "0.80 [0.58, 0.92]"
+    assert cells.loc["joint", "delta vs two_stage"].startswith("-0.12 [")
+
+    paths = table.save(tmp_path)
+    csv = pd.read_csv(paths["csv"]).set_index("row")
+    assert csv.loc["horizon_16", "Door"] == pytest.approx(0.6) and csv.loc["joint", "n_pairs"] == 80
+    md = paths["md"].read_text().splitlines()
+    assert md[0] == "| row | Lift | Stack | PickPlaceCan | Door | average | delta vs two_stage |"
+    assert len(md) == 2 + len(ROWS) and md[2].startswith("| two_stage | 0.90 [0.70, 0.97] |")
+    assert paths["html"].read_text().count("<tr data-row=") == len(ROWS)
+    assert str(table) == paths["md"].read_text()
+
+
+def test_rows_on_other_episodes_get_no_delta():
+    df = results({"two_stage": RATES["two_stage"], "joint": RATES["joint"]})
+    other = df[df["row"] == "joint"].assign(row="libero", episode_key=lambda d: "libero10/" + d["episode_key"])
+    table = ablation_table(pd.concat([df, other]), reference_row="two_stage")
+    assert set(table.deltas) == {"joint"} and table.notes["libero"] == "different episodes"
+    assert table.cells.set_index("row").loc["libero", "delta vs two_stage"] == "n/a (different episodes)"
+
+
+def test_horizon_rows_are_those_differing_only_in_video_horizon():
+    chosen = horizon_rows(ROWS, "two_stage")
+    assert [(r.name, r.video_horizon) for r in chosen] == [("horizon_0", 0), ("horizon_16", 16), ("two_stage", 32)]
+    assert horizon_rows(ROWS[:3], "two_stage") == []  # no row differs only in horizon
+
+
+# ------------------------------------------------------------------------------------------ the browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars"]
+
+# Appended to a copy of the report: measures what the browser laid out and writes it into the DOM.
+PROBE = """<script>
+const box = e => { const r = e.getBoundingClientRect(); return {x: r.x, y: r.y, w: r.width, h: r.height}; };
+const out = {charts: {}, tableRows: [...document.querySelectorAll('table.ablation tbody tr')].map(t => t.dataset.row),
+             external: [...document.querySelectorAll('[src],link[href],script[src]')].length};
+for (const svg of document.querySelectorAll('svg.chart')) {
+  out.charts[svg.id] = {box: box(svg), marks: [...svg.querySelectorAll('.mark')].map(m =>
+      ({cls: m.getAttribute('class'), data: {...m.dataset}, box: box(m)})),
+    zero: [...svg.querySelectorAll('.zero')].map(box)};
+}
+document.body.setAttribute('data-probe', JSON.stringify(out));
+</script>"""
+
+
+def chromium() -> str:
+    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        pytest.fail("headless Chromium is needed to check the HTML report: run `apt-get install -y chromium` "
+                    "(Debian/Ubuntu, ~45 s; see README 'make test'), then re-run this test", pytrace=False)
+    return CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
+
+
+def render(page: Path, tmp: Path, *args: str, width: int = 1280, height: int = 2600) -> subprocess.CompletedProcess:
+    return subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp / 'profile'}",
+                           f"--window-size={width},{height}", *args, page.as_uri()],
+                          capture_output=True, text=True, timeout=120, check=True)
+
+
+def test_report_renders_in_headless_chromium(tmp_path):
+    from PIL import Image
+
+    paths = build_report(results(), ROWS, tmp_path / "report", reference_row="two_stage", title="Smoke ablation")
+    page = paths["report"]
+    text = page.read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?https?:""", text) and "<script" not in text  # self-contained
+
+    probed = tmp_path / "probed.html"
+    probed.write_text(text.replace("</body>", PROBE + "</body>"))
+    dom = render(probed, tmp_path, "--dump-dom", "--virtual-time-budget=5000").stdout
+    probe = json.loads(re.search(r'data-probe="([^"]*)"', dom).group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert probe["external"] == 0
+    assert probe["tableRows"] == [r.name for r in ROWS]
+    for r in ROWS:
+        assert f">{r.name}<" in dom
+    charts = probe["charts"]
+    assert set(charts) == {"fig-success", "fig-horizon", "fig-transfer", "fig-deltas"}
+    for c in charts.values():
+        assert c["box"]["w"] > 200 and c["box"]["h"] > 100  # laid out, not collapsed
+
+    # success per row and task: one bar per (row, task) plus the per-row average, heights ~ rates
+    bars = charts["fig-success"]["marks"]
+    assert len(bars) == len(ROWS) * (len(TASKS) + 1)
+    expected = {(r, t): RATES[r][i] for r in RATES for i, t in enumerate(TASKS)} | {(r, "average"): mean(r) for r in RATES}
+    assert {(b["data"]["series"], b["data"]["group"]): float(b["data"]["value"]) for b in bars} == pytest.approx(expected)
+    full = max(b["box"]["h"] / float(b["data"]["value"]) for b in bars if float(b["data"]["value"]) > 0)
+    for b in bars:  # the rendered height is the rate times the axis height
+        assert b["box"]["h"] == pytest.approx(float(b["data"]["value"]) * full, abs=1.0)
+
+    # horizon curve: 0 / 16 / 32 steps, left to right, higher success drawn higher
+    points = charts["fig-horizon"]["marks"]
+    assert [(float(p["data"]["x"]), p["data"]["label"]) for p in points] == [(0, "horizon_0"), (16, "horizon_16"),
+                                                                             (32, "two_stage")]
+    assert [float(p["data"]["value"]) for p in points] == pytest.approx([mean("horizon_0"), mean("horizon_16"), 0.75])
+    xs, ys = [p["box"]["x"] for p in points], [p["box"]["y"] for p in points]
+    assert xs == sorted(xs) and ys == sorted(ys, reverse=True)
+
+    # seen vs unseen tasks of the half_tasks row
+    transfer = {b["data"]["group"]: float(b["data"]["value"]) for b in charts["fig-transfer"]["marks"]}
+    assert transfer == pytest.approx({"seen": mean("half_tasks", ["Lift", "Stack"]),
+                                      "unseen": mean("half_tasks", ["PickPlaceCan", "Door"])})
+
+    # paired deltas: every other row, all worse than two_stage here, drawn left of the zero line
+    deltas = charts["fig-deltas"]["marks"]
+    assert {d["data"]["label"]: float(d["data"]["value"]) for d in deltas} == pytest.approx(
+        {r: mean(r) - mean("two_stage") for r in RATES if r != "two_stage"})
+    zero_x = charts["fig-deltas"]["zero"][0]["x"]
+    for d in deltas:
+        assert float(d["data"]["lo"]) <= float(d["data"]["value"]) <= float(d["data"]["hi"])
+        assert d["box"]["x"] + d["box"]["w"] / 2 < zero_x
+
+    # the screenshot: the page painted, with the first row's bar color on it
+    shot = tmp_path / "report.png"
+    render(page, tmp_path, f"--screenshot={shot}", width=1280, height=2600)
+    img = Image.open(shot).convert("RGB")
+    assert img.size == (1280, 2600)
+    colors = img.getcolors(maxcolors=1 << 20)
+    blue = sum(n for n, rgb in colors if rgb == (0x1F, 0x77, 0xB4))
+    white = sum(n for n, rgb in colors if rgb == (255, 255, 255))
+    assert blue > 2000 and white < 0.98 * 1280 * 2600
+    if os.environ.get("VP_REPORT_SCREENSHOT"):
+        shutil.copy(shot, os.environ["VP_REPORT_SCREENSHOT"])
