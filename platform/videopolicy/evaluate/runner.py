@@ -1,0 +1,335 @@
+"""`evaluate(cfg, policy, out_dir)`: one policy on one suite, resumable from the episode ledger.
+
+The driver owns the ledger and the actors: it leases one episode at a time per simulator worker,
+heartbeats the leases it holds, writes each result (and its MP4) when a worker returns it, and turns
+every exception from a worker or the policy server into an infrastructure error (retried up to
+``eval.max_retries`` times, never counted). Re-running with the same out_dir does only the
+missing episodes; leases of a crashed run are reclaimed once their heartbeat is older than
+``lease_ttl_s``; two drivers on one ledger share the work.
+
+Output in out_dir: ``ledger.sqlite`` (the record of truth), ``evaluation.json`` (protocol with
+its hash and simulator versions, policy identity, eval settings), ``videos/``, ``results.csv``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import pandas as pd
+
+from videopolicy.config import PlatformConfig
+from videopolicy.evaluate.ledger import RESULT_COLUMNS, Ledger, RunKey
+from videopolicy.evaluate.policies import PolicySpec
+from videopolicy.sim.suites import get_suite
+from videopolicy.sim.suites.base import EpisodeSpec
+from videopolicy.store import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+class EvaluationError(RuntimeError):
+    """The evaluation cannot start (suite unavailable, bad policy) or could not finish."""
+
+
+@dataclass
+class _Slot:
+    """One simulator worker position: its actor, how many episodes it ran, what it is running."""
+
+    index: int
+    actor: Any = None
+    generation: int = 0
+    episodes: int = 0
+    ref: Any = None
+    spec: Optional[EpisodeSpec] = None
+    started: float = 0.0
+
+
+@dataclass
+class EvalPlan:
+    """Everything decided before Ray starts (so a CLI can validate and print it)."""
+
+    suite: Any
+    protocol: Any
+    specs: list[EpisodeSpec]
+    policy: PolicySpec
+    policy_id: str
+    execute_steps: int
+    run: RunKey
+    extra: dict = field(default_factory=dict)
+
+
+def plan_evaluation(cfg: PlatformConfig, policy: PolicySpec, episodes_per_task: Optional[int] = None) -> EvalPlan:
+    """Suite, protocol, episode list and identities; raises EvaluationError naming every problem."""
+    errs = list(policy.problems())
+    suite = get_suite(cfg.eval.suite, cfg)
+    why = suite.unavailable()
+    if why:
+        errs.append(f"suite {cfg.eval.suite!r} cannot run here: {why}")
+    if errs:
+        raise EvaluationError("cannot evaluate:\n  " + "\n  ".join(errs))
+    protocol = suite.protocol()
+    n = int(episodes_per_task or cfg.eval.episodes_per_task)
+    specs = [s for task in protocol.tasks for s in suite.episodes(task, n, cfg.eval.seed)]
+    execute = policy.execute_steps(cfg.eval.execute_steps)
+    pid = policy.policy_id(cfg.eval.execute_steps, cfg.eval.sampler_steps)
+    return EvalPlan(suite, protocol, specs, policy, pid, execute, RunKey(pid, cfg.eval.policy_seed, protocol.hash))
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("ray", "torch", "robosuite", "mujoco", "diffusers", "videopolicy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+def results_frame(records: list[dict]) -> pd.DataFrame:
+    """Ledger records -> the per-episode result schema (exactly RESULT_COLUMNS)."""
+    df = pd.DataFrame(records, columns=RESULT_COLUMNS + ["details"])[RESULT_COLUMNS]
+    return df.astype({"index": int, "seed": int, "policy_seed": int, "success": bool, "steps": int,
+                      "attempts": int, "wall_s": float})
+
+
+def task_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per task: episodes counted (done), successes, rate, infrastructure errors, mean steps."""
+    rows = []
+    for task, g in df.groupby("task", sort=False):
+        done = g[g.status == "done"]
+        rows.append({"task": task, "episodes": len(done), "successes": int(done.success.sum()),
+                     "success_rate": float(done.success.mean()) if len(done) else float("nan"),
+                     "infra_errors": int((g.status == "infra_error").sum()),
+                     "mean_steps": float(done.steps.mean()) if len(done) else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def evaluate(
+    cfg: PlatformConfig,
+    policy: PolicySpec,
+    out_dir: str | Path,
+    *,
+    episodes_per_task: Optional[int] = None,
+    policy_mode: str = "server",
+    lease_ttl_s: float = 120.0,
+    episode_timeout_s: float = 1800.0,
+    owner: Optional[str] = None,
+    worker_max_restarts: int = 3,
+    retry_infra_errors: bool = True,
+) -> pd.DataFrame:
+    """Evaluate `policy` on ``cfg.eval.suite``; returns one row per episode (RESULT_COLUMNS).
+
+    policy_mode "server": one batched policy server actor per ``eval.policy_servers`` shared by the
+    workers; "local": each worker loads its own copy (the benchmark's comparison point).
+    `owner` names this run's leases and actors (``<owner>/worker<i>.<generation>``). Episodes left
+    as infrastructure errors by an earlier run are retried (`retry_infra_errors`).
+    """
+    plan = plan_evaluation(cfg, policy, episodes_per_task)
+    out = Path(out_dir).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(out / "ledger.sqlite")
+    try:
+        ledger.add(plan.run, plan.specs)
+        keys = [s.key for s in plan.specs]
+        if retry_infra_errors and ledger.requeue_infra_errors(plan.run, keys):
+            log.info("retrying episodes that ended as infrastructure errors in an earlier run")
+        write_json_atomic(out / "evaluation.json", {
+            "protocol": plan.protocol.as_dict(), "policy": dataclasses.asdict(policy), "policy_id": plan.policy_id,
+            "policy_seed": cfg.eval.policy_seed, "execute_steps": plan.execute_steps,
+            "eval": dataclasses.asdict(cfg.eval), "versions": _versions()})
+        counts = ledger.counts(plan.run, keys)
+        if counts["pending"] or counts["leased"]:
+            _Driver(cfg, plan, ledger, out, policy_mode, lease_ttl_s, episode_timeout_s,
+                    owner or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+                    worker_max_restarts).run(keys)
+        df = results_frame(ledger.records(plan.run, keys))
+    finally:
+        ledger.close()
+    tmp = out / f"results.csv.tmp{os.getpid()}"
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, out / "results.csv")
+    return df
+
+
+class _Driver:
+    def __init__(self, cfg: PlatformConfig, plan: EvalPlan, ledger: Ledger, out: Path, policy_mode: str,
+                 lease_ttl_s: float, episode_timeout_s: float, owner: str, worker_max_restarts: int):
+        if policy_mode not in ("server", "local"):
+            raise ValueError(f"policy_mode must be 'server' or 'local', got {policy_mode!r}")
+        self.cfg, self.plan, self.ledger, self.out = cfg, plan, ledger, out
+        self.policy_mode, self.ttl, self.timeout = policy_mode, lease_ttl_s, episode_timeout_s
+        self.owner, self.max_restarts = owner, worker_max_restarts
+        self.heartbeat_s = max(0.5, min(10.0, lease_ttl_s / 4))
+        self.servers: list = []
+        self.slots: list[_Slot] = []
+        self.done_by_task: dict[str, list[int]] = {}
+
+    # -- actors ------------------------------------------------------------------------------------
+
+    def _env_vars(self, threads: int = 1) -> dict:
+        from videopolicy.runtime import worker_env
+
+        env = worker_env(self.cfg)
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        return env
+
+    def _start_servers(self, n_workers: int) -> None:
+        import ray
+
+        from videopolicy.evaluate.server import policy_server_actor
+
+        if self.policy_mode != "server":
+            return
+        e = self.cfg.eval
+        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 and self.plan.policy.kind == "checkpoint" else 0.0
+        per_server = max(1, -(-n_workers // e.policy_servers))
+        for i in range(e.policy_servers):
+            cls = policy_server_actor(num_gpus=gpus, num_cpus=1.0, env_vars=self._env_vars(threads=1 if gpus else 2),
+                                      name=f"{self.owner}/server{i}")
+            self.servers.append(cls.remote(self.plan.policy, self.plan.protocol.suite, self.plan.protocol.cameras,
+                                           self.plan.protocol.action_dim, e.max_batch, e.batch_timeout_s,
+                                           per_server, e.sampler_steps))
+
+    def _new_actor(self, slot: _Slot) -> None:
+        from videopolicy.evaluate.worker import sim_worker_actor
+
+        slot.generation += 1
+        slot.episodes = 0
+        server = self.servers[slot.index % len(self.servers)] if self.servers else None
+        cls = sim_worker_actor(self.cfg.eval.cpus_per_worker, self._env_vars(), self.max_restarts,
+                               name=f"{self.owner}/worker{slot.index}.{slot.generation}")
+        slot.actor = cls.remote(self.cfg.eval.suite, self.cfg, self.plan.policy, self.plan.execute_steps,
+                                self.cfg.eval.policy_seed, server, self.cfg.eval.sampler_steps)
+
+    def _retire(self, slot: _Slot) -> None:
+        import ray
+
+        if slot.actor is not None:
+            ray.kill(slot.actor, no_restart=True)
+        slot.actor = None
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def run(self, keys: list[str]) -> None:
+        import ray
+
+        from videopolicy.runtime import init_ray
+
+        init_ray(self.cfg.ray)
+        remaining = self.ledger.counts(self.plan.run, keys)
+        n_workers = max(1, min(self.cfg.eval.workers, remaining["pending"] + remaining["leased"]))
+        for rec in self.ledger.records(self.plan.run, keys):
+            if rec["status"] == "done":
+                self.done_by_task.setdefault(rec["task"], []).append(int(rec["success"]))
+        self._start_servers(n_workers)
+        self.slots = [_Slot(i) for i in range(n_workers)]
+        last_beat = time.time()
+        try:
+            while True:
+                for slot in self.slots:
+                    if slot.ref is None:
+                        self._assign(slot, keys)
+                busy = [s for s in self.slots if s.ref is not None]
+                if not busy:
+                    c = self.ledger.counts(self.plan.run, keys)
+                    if c["pending"] == 0 and c["leased"] == 0:
+                        return
+                    time.sleep(self.heartbeat_s)  # leases held by another live driver: wait, then reclaim
+                    continue
+                ready, _ = ray.wait([s.ref for s in busy], num_returns=1, timeout=self.heartbeat_s)
+                for slot in busy:
+                    if slot.ref in ready:
+                        self._collect(slot)
+                    elif time.time() - slot.started > self.timeout:
+                        self._retire(slot)
+                        self._infra(slot, f"episode exceeded the wall-clock limit of {self.timeout:.0f}s "
+                                          "(hung simulator or renderer)")
+                if time.time() - last_beat >= self.heartbeat_s:
+                    self.ledger.heartbeat(self.plan.run, self.owner,
+                                          [s.spec.key for s in self.slots if s.spec is not None])
+                    last_beat = time.time()
+        finally:
+            for slot in self.slots:
+                self._retire(slot)
+            infos = []
+            for server in self.servers:
+                try:
+                    infos.append(ray.get(server.info.remote(), timeout=10))
+                except Exception as e:  # noqa: BLE001 - a dead server has no stats; say so
+                    infos.append({"error": repr(e)})
+                ray.kill(server, no_restart=True)
+            if infos:
+                write_json_atomic(self.out / "policy_servers.json", infos)
+
+    def _assign(self, slot: _Slot, keys: list[str]) -> None:
+        spec = self.ledger.lease(self.plan.run, self.owner, keys, self.ttl)
+        if spec is None:
+            return
+        if slot.actor is None or slot.episodes >= self.cfg.eval.recycle_after:
+            self._retire(slot)  # recycle: renderers leak over long-lived processes
+            self._new_actor(slot)
+        slot.spec, slot.started = spec, time.time()
+        slot.ref = slot.actor.run_episode.remote(spec, spec.index < self.cfg.eval.video_episodes)
+
+    def _collect(self, slot: _Slot) -> None:
+        import ray
+
+        from videopolicy.evaluate.worker import format_exception
+
+        try:
+            res = ray.get(slot.ref)
+        except Exception as e:  # noqa: BLE001 - actor death, OOM kill, renderer/env error, server loss
+            log.warning("episode %s: infrastructure error on worker %d: %s", slot.spec.key, slot.index,
+                        format_exception(e))
+            self._retire(slot)  # a fresh process for the retry (hermetic GL context)
+            self._infra(slot, format_exception(e))
+            return
+        slot.episodes += 1
+        spec = slot.spec
+        video_path = self._write_video(spec, res.pop("video")) if res.get("video") else None
+        details = {k: res[k] for k in ("setup_s", "reset_s", "sim_s", "policy_wait_s", "policy_calls", "worker_pid", "worker_episodes",
+                                       "egl_device", "max_rss_mb")}
+        counted = self.ledger.complete(self.plan.run, self.owner, spec.key, res["success"], res["steps"],
+                                       res["failure_reason"], video_path, res["wall_s"], details)
+        if counted:
+            self._metrics(spec, res["success"])
+        else:
+            log.warning("episode %s: lease lost (reclaimed by another run); result dropped", spec.key)
+        slot.ref, slot.spec = None, None
+
+    def _infra(self, slot: _Slot, error: str) -> None:
+        status = self.ledger.infra_error(self.plan.run, self.owner, slot.spec.key, error, self.cfg.eval.max_retries)
+        log.info("episode %s -> %s", slot.spec.key, status or "lease lost")
+        slot.ref, slot.spec = None, None
+
+    def _write_video(self, spec: EpisodeSpec, data: bytes) -> str:
+        path = self.out / "videos" / _slug(self.plan.policy_id) / spec.task / f"{spec.scene}_{spec.index:04d}.mp4"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        return str(path)
+
+    def _metrics(self, spec: EpisodeSpec, success: bool) -> None:
+        from videopolicy.evaluate.metrics import episodes_done, success_rate
+
+        hist = self.done_by_task.setdefault(spec.task, [])
+        hist.append(int(success))
+        tags = {"suite": spec.suite, "task": spec.task, "policy": self.plan.policy.kind}
+        episodes_done().inc(1, tags=tags)
+        success_rate().set(sum(hist) / len(hist), tags=tags)

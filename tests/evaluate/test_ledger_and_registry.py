@@ -1,0 +1,103 @@
+"""The episode ledger's state machine, the suite registry and the EGL device choice (no Ray, no simulator)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+
+from videopolicy.config import config_from_dict
+from videopolicy.evaluate.ledger import Ledger, RunKey
+from videopolicy.evaluate.worker import select_egl_device
+from videopolicy.sim.suites import SUITES, get_suite
+from videopolicy.sim.suites.base import EpisodeSpec
+
+RUN = RunKey("random:x16", 0, "proto")
+
+
+def _specs(n: int) -> list[EpisodeSpec]:
+    return [EpisodeSpec.make("robosuite", "Lift", "default", i, 0) for i in range(n)]
+
+
+def test_ledger_transitions_count_each_episode_once(tmp_path):
+    led = Ledger(tmp_path / "l.sqlite")
+    specs = _specs(3)
+    assert led.add(RUN, specs) == 3 and led.add(RUN, specs) == 0  # re-adding keeps existing records
+    a = led.lease(RUN, "A")
+    b = led.lease(RUN, "B")
+    assert a.key == specs[0].key and b.key == specs[1].key and a == specs[0]
+    assert led.complete(RUN, "A", a.key, True, 10, None, None, 1.0, {})
+    assert not led.complete(RUN, "A", a.key, True, 10, None, None, 1.0, {})  # already done: not counted again
+    assert not led.complete(RUN, "A", b.key, False, 5, "timeout", None, 1.0, {})  # not A's lease
+    # infrastructure errors go back to pending while retries remain, then to infra_error
+    assert led.infra_error(RUN, "B", b.key, "ActorDiedError: boom", max_retries=1) == "pending"
+    again = led.lease(RUN, "B")
+    assert again.key == b.key
+    assert led.infra_error(RUN, "B", b.key, "ActorDiedError: boom", max_retries=1) == "infra_error"
+    assert led.counts(RUN) == {"pending": 1, "leased": 0, "done": 1, "infra_error": 1}
+    recs = {r["episode_key"]: r for r in led.records(RUN)}
+    assert recs[b.key]["attempts"] == 2 and recs[b.key]["failure_reason"].startswith("infra: ActorDiedError")
+    assert not recs[b.key]["success"] and recs[a.key]["success"] and recs[a.key]["steps"] == 10
+
+
+def test_stale_leases_are_reclaimed_and_the_old_owner_loses_them(tmp_path):
+    led = Ledger(tmp_path / "l.sqlite")
+    led.add(RUN, _specs(1))
+    first = led.lease(RUN, "crashed", ttl_s=0.5)
+    assert led.lease(RUN, "new", ttl_s=0.5) is None  # a live lease is not taken
+    time.sleep(0.6)
+    second = led.lease(RUN, "new", ttl_s=0.5)
+    assert second.key == first.key
+    assert not led.complete(RUN, "crashed", first.key, True, 1, None, None, 0.1, {})  # late result dropped
+    assert led.complete(RUN, "new", first.key, False, 7, "timeout", None, 0.1, {})
+    (rec,) = led.records(RUN)
+    assert rec["attempts"] == 2 and rec["steps"] == 7
+
+
+def test_heartbeat_keeps_a_lease(tmp_path):
+    led = Ledger(tmp_path / "l.sqlite")
+    led.add(RUN, _specs(1))
+    spec = led.lease(RUN, "A", ttl_s=0.5)
+    time.sleep(0.3)
+    led.heartbeat(RUN, "A", [spec.key])
+    time.sleep(0.3)
+    assert led.lease(RUN, "B", ttl_s=0.5) is None
+
+
+def test_registry_is_lazy_and_hints_names():
+    import videopolicy.sim.suites  # noqa: F401
+
+    assert set(SUITES) == {"robosuite", "libero10", "robocasa", "mimicgen"}
+    assert not any(m in sys.modules for m in ("videopolicy.sim.suites.libero10", "videopolicy.sim.suites.robocasa",
+                                              "videopolicy.sim.suites.mimicgen"))
+    cfg = config_from_dict({})
+    with pytest.raises(ValueError, match="did you mean 'libero10'"):
+        get_suite("libero_10", cfg)
+
+
+def test_robosuite_protocol_and_paired_episodes():
+    cfg = config_from_dict({"demos": {"tasks": ["Lift", "Stack"]}, "eval": {"tasks": ["Stack"]}})
+    suite = get_suite("robosuite", cfg)
+    proto = suite.protocol()
+    assert proto.tasks == ("Stack",) and proto.action_dim == 7 and "robosuite 1.5.2" in proto.sim_version
+    assert suite.step_limit("Stack") == 300
+    eps = suite.episodes("Stack", 3, eval_seed=0)
+    assert [e.index for e in eps] == [0, 1, 2] and len({e.seed for e in eps}) == 3
+    assert eps == suite.episodes("Stack", 3, eval_seed=0)  # every row gets the same list
+    # a policy-side change (another row) keeps the protocol; a render change does not
+    other = config_from_dict({"demos": {"tasks": ["Lift", "Stack"]}, "eval": {"tasks": ["Stack"], "policy_seed": 5},
+                              "train": {"method": "joint"}})
+    assert get_suite("robosuite", other).protocol().hash == proto.hash
+    fancy = config_from_dict({"demos": {"tasks": ["Lift", "Stack"], "render": {"preset": "default"}},
+                              "eval": {"tasks": ["Stack"]}})
+    assert get_suite("robosuite", fancy).protocol().hash != proto.hash
+
+
+def test_egl_device_follows_the_gpu_ray_assigned():
+    assert select_egl_device([], [0, 1]) is None  # CPU actor: Mesa's EGL, nothing set
+    # Ray gave physical GPU 3 (CUDA_VISIBLE_DEVICES=3): it is CUDA ordinal 0 in the actor; EGL lists a
+    # software device first and the NVIDIA devices after it.
+    assert select_egl_device([3], [None, 0]) == 1
+    assert select_egl_device(["2"], [1, 0, None]) == 1
+    assert select_egl_device([3], None) == 0
