@@ -1,65 +1,85 @@
-"""Run an ablation sweep: every row's stages, shared stages once, finished stages never redone.
+"""Run an ablation sweep end to end: data -> stage1 -> stage2/joint/baseline -> evaluation -> table.
 
     ray job submit --working-dir . -- python jobs/sweep_ablations.py --sweep sweeps/smoke.yaml
-    python jobs/sweep_ablations.py --sweep sweeps/smoke.yaml          # starts a local Ray
+    python jobs/sweep_ablations.py --sweep sweeps/robocasa_paper.yaml --plan    # the DAG and its cost, no run
+    python jobs/sweep_ablations.py                                           # smoke sweep on a local Ray
 
-Stages run today: demos -> clips (per row; rows with the same data config share one clip dataset).
-Training (stage1 / stage2 / joint) and evaluation join this driver as they land.
+Rows become content-addressed stages; identical stages run once; finished stages, training steps
+(checkpoints) and evaluation episodes (ledger) are never redone when the same command runs again.
+Exits non-zero when any row failed; the other rows still finish.
 """
 
 import argparse
+import json
 import logging
+import os
 import sys
 import time
+from pathlib import Path
 
-from videopolicy.config import ConfigError, load_sweep
-from videopolicy.data.clips import build_clips
-from videopolicy.data.hdf5 import DemoValidationError
-from videopolicy.runtime import init_ray
+from videopolicy.config import ConfigError, load_sweep, to_dict
+from videopolicy.store import stable_hash
+from videopolicy.sweep.plan import build_plan
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--sweep", default="sweeps/smoke.yaml", help="sweep YAML (base config + named rows)")
 parser.add_argument("--store", default=None, help="stage output root (default: the sweep's base.store)")
 parser.add_argument("--rows", nargs="*", default=None, help="run only these rows")
+parser.add_argument("--plan", action="store_true", help="print the stage DAG, what exists and its cost; run nothing")
+parser.add_argument("--reference", default=None, help="row the paired deltas compare against (default: the first)")
+parser.add_argument("--max-concurrent", type=int, default=1, help="stages running at once (1 on small boxes)")
+parser.add_argument("--run-id", default=None,
+                    help="this sweep instance's name in MLflow; the same id re-attaches (default: name + config hash)")
 parser.add_argument("--skip-bad", action="store_true", help="skip invalid demos (reported) instead of failing")
 args = parser.parse_args()
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-# 1. Validate everything before any cluster resources are spent.
+# 1. Validate everything and plan before any cluster resources are spent.
 try:
-    sweep = load_sweep(args.sweep)
+    sweep = load_sweep(args.sweep, check_files=not args.plan)
+    names = [n for n, _ in sweep.rows]
+    if args.rows and set(args.rows) - set(names):
+        raise ConfigError([f"--rows: unknown rows {sorted(set(args.rows) - set(names))}; the sweep has {names}"])
+    for _, cfg in sweep.rows:
+        cfg.demos.skip_bad = cfg.demos.skip_bad or args.skip_bad
+    store = str(Path(args.store or sweep.base.store).expanduser().resolve())
+    plan = build_plan(sweep, store, args.rows)
 except ConfigError as e:
     sys.exit(f"error: {e}")
-rows = [(n, c) for n, c in sweep.rows if args.rows is None or n in args.rows]
-if args.rows and len(rows) != len(args.rows):
-    sys.exit(f"error: unknown rows {sorted(set(args.rows) - {n for n, _ in rows})}; "
-             f"the sweep has {[n for n, _ in sweep.rows]}")
-store = args.store or sweep.base.store
-print(f"sweep {sweep.name!r}: {len(rows)} rows, store {store}", flush=True)
+rows = [r.name for r in plan.rows]
+reference = args.reference or rows[0]
+if reference not in rows:
+    sys.exit(f"error: --reference {reference!r} is not among the rows {rows}")
+sweep_id = args.run_id or f"{sweep.name}-{stable_hash([to_dict(c) for _, c in sweep.rows])[:8]}"
 
-# 2. Ray: the cluster of `ray job submit`, or a local one.
+from videopolicy.sweep.report import print_plan  # noqa: E402
+
+if args.plan:
+    print_plan(plan)
+    sys.exit(0)
+
+# 2. Tracking (the given MLflow server, or the store's local one) and Ray (the job's cluster, or a local one).
+from videopolicy.runtime import init_ray  # noqa: E402
+from videopolicy.tracking import Tracker, provenance_tags  # noqa: E402
+
+tracker = Tracker(store, sweep=sweep_id, experiment=sweep.name, uri=os.environ.get("MLFLOW_TRACKING_URI"))
+tracker.start(tracker.sweep_run(), tags={**provenance_tags(sweep.base.eval.suite), "videopolicy.sweep_file": args.sweep},
+              params={"rows": ",".join(rows), "reference_row": reference})
+for row in plan.rows:
+    tracker.start_row(row.name, row.cfg, extra_params={"stages": ",".join(row.stages.values())})
 init_ray(sweep.base.ray)
+print(f"sweep {sweep_id}: {len(rows)} rows, {len(plan.nodes)} stages, store {store}, MLflow {tracker.uri}", flush=True)
 
-# 3. Data stages per row (content-addressed: identical stages across rows are built once).
+# 3. Run every missing stage.
+from videopolicy.sweep.execute import Executor, row_results  # noqa: E402
+
 t0 = time.time()
-results, failed = [], []
-for name, cfg in rows:
-    cfg.demos.skip_bad = cfg.demos.skip_bad or args.skip_bad
-    try:
-        ds = build_clips(cfg, store)
-    except (DemoValidationError, RuntimeError, ValueError) as e:
-        logging.error("row %s: data stages failed: %s", name, e)
-        failed.append(name)
-        continue
-    m = ds.manifest
-    results.append((name, ds.path.name, m["tasks"]["train"], m["clip_counts"], m["demos"], len(m["skipped"])))
+outcomes = Executor(plan, tracker, args.max_concurrent).run()
 
-# 4. Summary.
-print(f"\n{'row':<14} {'clips key':<17} {'train tasks':<34} {'clips train/val':<16} {'demos train/val':<16} skipped")
-for name, key, tasks, clips, demos, skipped in results:
-    print(f"{name:<14} {key:<17} {','.join(tasks):<34} "
-          f"{clips.get('train', 0)}/{clips.get('val', 0):<12} {demos['train']}/{demos['val']:<13} {skipped}")
-print(f"\ndata stages done in {time.time() - t0:.0f}s; {len({r[1] for r in results})} distinct clip datasets "
-      f"under {store}/clips")
-if failed:
-    sys.exit(f"error: rows failed: {failed}")
+# 4. Results: per-row MLflow logging, the ablation table, the report.
+from videopolicy.sweep.report import finish_sweep  # noqa: E402
+
+summary = finish_sweep(plan, outcomes, row_results(plan), tracker, reference, sweep_id, time.time() - t0)
+print(json.dumps({"report": summary["report"], "mlflow": tracker.uri}, indent=1))
+if summary["failed_rows"]:
+    sys.exit(f"error: rows failed: {summary['failed_rows']} (finished stages are kept; run the same command to retry)")

@@ -106,9 +106,14 @@ class DemoConfig:
             for i, f in enumerate(self.files):
                 if not f.path:
                     errs.append(f"files[{i}].path: empty")
-                elif not Path(f.path).expanduser().exists():
-                    errs.append(f"files[{i}].path: no such file {f.path!r}")
         return errs
+
+    def missing_files(self) -> list[str]:
+        """Input files that do not exist (checked before running, not when only planning)."""
+        if self.source != "files":
+            return []
+        return [f"files[{i}].path: no such file {f.path!r}" for i, f in enumerate(self.files)
+                if f.path and not Path(f.path).expanduser().exists()]
 
 
 @dataclass
@@ -191,7 +196,8 @@ class StageRunConfig:
         return errs
 
 
-TRAIN_METHODS = ("two_stage", "joint", "no_video_tuning", "dp_resnet")
+TRAIN_METHODS = ("two_stage", "joint", "no_video_tuning", "dp_resnet", "scripted_expert", "random")
+SANITY_METHODS = ("scripted_expert", "random")  # no training: the harness's known-answer policies
 
 
 @dataclass
@@ -203,9 +209,10 @@ class TrainConfig:
     joint       -                          video U-Net + action head together, from base weights
     no_video_tuning  -                     action head on the frozen base U-Net
     dp_resnet   -                          the Diffusion Policy ResNet baseline
+    scripted_expert / random: no training; sanity rows whose success rates are known (>= 90% / ~0)
     """
 
-    method: Literal["two_stage", "joint", "no_video_tuning", "dp_resnet"] = "two_stage"
+    method: Literal["two_stage", "joint", "no_video_tuning", "dp_resnet", "scripted_expert", "random"] = "two_stage"
     stage1: StageRunConfig = field(default_factory=StageRunConfig)
     stage2: StageRunConfig = field(default_factory=StageRunConfig)
     workers: int = 1  # Ray Train workers (DDP ranks)
@@ -352,6 +359,11 @@ class PlatformConfig:
         if self.clips.task_subset == "half" and self.demos.source == "scripted" and len(self.demos.tasks) < 2:
             errs.append("clips.task_subset: 'half' needs at least 2 tasks in demos.tasks")
         errs.extend(self._model_errors())
+        from videopolicy.sim.suites import SUITES
+
+        if self.eval.suite not in SUITES:
+            errs.append(f"eval.suite: unknown suite {self.eval.suite!r}{_hint(self.eval.suite, SUITES)}; "
+                        f"registered: {sorted(SUITES)}")
         if self.eval.suite == "robosuite" and self.demos.source == "scripted":
             for i, task in enumerate(self.eval.tasks):
                 if task not in self.demos.tasks:
@@ -519,7 +531,7 @@ def config_from_dict(data: dict, source: str | None = None, prefix: str = "") ->
     return cfg
 
 
-def _config_or_errors(data: dict, prefix: str, errors: list[str]) -> PlatformConfig:
+def _config_or_errors(data: dict, prefix: str, errors: list[str], check_files: bool = True) -> PlatformConfig:
     if not isinstance(data, dict):
         errors.append(f"{prefix or '<top>'}: expected a mapping, got {type(data).__name__}")
         return PlatformConfig()
@@ -528,6 +540,8 @@ def _config_or_errors(data: dict, prefix: str, errors: list[str]) -> PlatformCon
     if len(errors) == n_before:  # value checks only make sense on well-typed input
         _validate_tree(cfg, prefix, errors)
         errors.extend(f"{prefix}.{e}" if prefix else e for e in cfg.validate())
+        if check_files:
+            errors.extend(f"{prefix}.demos.{e}" if prefix else f"demos.{e}" for e in cfg.demos.missing_files())
     return cfg
 
 
@@ -555,8 +569,10 @@ def load_config(path: str | Path, overrides: dict | None = None) -> PlatformConf
     return config_from_dict(_merge(data, overrides or {}), str(path))
 
 
-def load_sweep(path: str | Path) -> SweepConfig:
-    """Load and validate a sweep file: every row's resolved config, all errors at once."""
+def load_sweep(path: str | Path, check_files: bool = True) -> SweepConfig:
+    """Load and validate a sweep file: every row's resolved config, all errors at once.
+
+    check_files=False skips the existence of demo files (planning a sweep whose data is elsewhere)."""
     data = load_yaml(path)
     errors: list[str] = []
     allowed = {"name", "base", "rows", "description"}
@@ -564,7 +580,7 @@ def load_sweep(path: str | Path) -> SweepConfig:
         if key not in allowed:
             errors.append(f"{key}: unknown top-level key{_hint(key, allowed)}; valid keys: {sorted(allowed)}")
     base_data = data.get("base") or {}
-    base = _config_or_errors(base_data, "base", errors)
+    base = _config_or_errors(base_data, "base", errors, check_files)
     rows: list[tuple[str, PlatformConfig]] = []
     seen: set[str] = set()
     raw_rows = data.get("rows") or [{"name": "base", "overrides": {}}]
@@ -578,7 +594,7 @@ def load_sweep(path: str | Path) -> SweepConfig:
         elif row.name in seen:
             errors.append(f"rows[{i}].name: duplicate row name {row.name!r}")
         seen.add(row.name)
-        cfg = _config_or_errors(_merge(base_data, row.overrides), f"rows[{i}]({row.name})", errors)
+        cfg = _config_or_errors(_merge(base_data, row.overrides), f"rows[{i}]({row.name})", errors, check_files)
         rows.append((row.name, cfg))
     if errors:
         raise ConfigError(errors, str(path))

@@ -1,0 +1,80 @@
+"""Nightly regression check: tonight's rows against the last good night's, paired on the same episodes.
+
+A row regresses when its paired success difference (tonight - last good) has a 95% interval entirely
+below zero; sanity rows must also land where they always must (expert >= 0.9, random <= 0.1).
+A night without regressions is tagged good and becomes the next baseline.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+
+from videopolicy.evaluate.stats import paired_difference
+
+STATUS_TAG = "videopolicy.nightly_status"  # good | regressed, on the sweep (parent) run
+SANITY_BOUNDS = {"scripted_expert": (0.9, 1.0), "random": (0.0, 0.1)}
+
+
+@dataclass
+class RowVerdict:
+    row: str
+    rate: float
+    baseline_rate: Optional[float]
+    delta: Optional[float]
+    lo: Optional[float]
+    hi: Optional[float]
+    problem: Optional[str]
+
+
+def sweep_episodes(client, sweep_run_id: str) -> pd.DataFrame:
+    """Every row's per-episode results logged under a sweep run (eval/episodes.parquet of each child)."""
+    exp = client.get_run(sweep_run_id).info.experiment_id
+    children = client.search_runs([exp], filter_string=f"tags.`mlflow.parentRunId` = '{sweep_run_id}' "
+                                                       f"and tags.`videopolicy.level` = 'row'", max_results=1000)
+    frames = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for child in children:
+            try:
+                path = client.download_artifacts(child.info.run_id, "eval/episodes.parquet", tmp)
+            except Exception:  # noqa: BLE001 - a failed row has no results; the comparison says so
+                continue
+            frames.append(pd.read_parquet(path).assign(row=child.data.tags["videopolicy.row"]))
+            Path(path).unlink()
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def last_good_night(client, experiment: str, before_sweep: str) -> Optional[str]:
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{STATUS_TAG}` = 'good' and "
+                              "tags.`videopolicy.level` = 'sweep'", order_by=["attributes.start_time DESC"])
+    runs = [r for r in runs if r.data.tags.get("videopolicy.sweep") != before_sweep]
+    return runs[0].info.run_id if runs else None
+
+
+def compare(tonight: pd.DataFrame, baseline: Optional[pd.DataFrame]) -> list[RowVerdict]:
+    verdicts = []
+    for row, part in tonight.groupby("row", sort=False):
+        done = part[part["status"] == "done"]
+        rate = float(done["success"].mean()) if len(done) else float("nan")
+        problem = None
+        if row in SANITY_BOUNDS:
+            low, high = SANITY_BOUNDS[row]
+            if not low <= rate <= high:
+                problem = f"sanity row out of bounds: {rate:.2f} not in [{low}, {high}] (the harness is broken)"
+        if baseline is None or baseline.empty or row not in set(baseline["row"]):
+            verdicts.append(RowVerdict(row, rate, None, None, None, None, problem))
+            continue
+        both = pd.concat([part.assign(row="tonight"), baseline[baseline["row"] == row].assign(row="baseline")])
+        d = paired_difference(both, "tonight", "baseline")
+        if problem is None and d.hi < 0:
+            problem = f"regressed: {d.delta:+.2f} [{d.lo:+.2f}, {d.hi:+.2f}] against the last good night"
+        base = baseline[(baseline["row"] == row) & (baseline["status"] == "done")]["success"].mean()
+        verdicts.append(RowVerdict(row, rate, float(base), d.delta, d.lo, d.hi, problem))
+    return verdicts

@@ -1,0 +1,82 @@
+"""What the sweep driver prints and saves: the plan (before), the ablation table and report (after)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from videopolicy.store import write_json_atomic
+from videopolicy.sweep.plan import Plan
+
+
+def print_plan(plan: Plan) -> None:
+    from videopolicy.sweep.estimate import UTILISATION, estimate
+
+    cost = estimate(plan)
+    print(f"plan of sweep {plan.sweep.name!r}: {len(plan.rows)} rows -> {len(plan.nodes)} stages (store {plan.store})")
+    print(f"{'stage':<26}{'status':<9}{'A100-h':>9}  {'rows':<40}what")
+    for sid, node in plan.nodes.items():
+        status = "done" if plan.done(sid) else "todo"
+        rows = ",".join(node.rows)
+        print(f"{sid[:25]:<26}{status:<9}{cost.per_stage[sid]:>9.2f}  {rows[:39]:<40}{node.label}")
+    shared = [n for n in plan.nodes.values() if len(n.rows) > 1 and n.kind != "data"]
+    for n in shared:
+        print(f"shared: {n.id} serves rows {n.rows}")
+    print(f"\nestimated A100-hours at {UTILISATION:.0%} of bf16 peak (eval: every episode to its step limit):")
+    print(f"  this plan {cost.planned:.1f}; each row on its own {cost.separately:.1f} "
+          f"(x{cost.saving:.2f}); still to run {cost.todo:.1f}")
+
+
+def finish_sweep(plan: Plan, outcomes: dict, results: pd.DataFrame, tracker, reference: str, sweep_id: str,
+                 seconds: float) -> dict:
+    """Log rows to MLflow, print and save the ablation table and the HTML report, record stage timings."""
+    from videopolicy.report import RowInfo, ablation_table, build_report
+    from videopolicy.tracking import log_report, log_row_results
+
+    out_dir = Path(plan.store) / "reports" / sweep_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failed_rows = []
+    infos = []
+    for row in plan.rows:
+        bad = [outcomes[s] for s in row.stages.values() if outcomes.get(s) and outcomes[s].status in ("failed", "skipped")]
+        if bad:
+            failed_rows.append(row.name)
+            tracker.set_tags(tracker.row_run(row.name), {"videopolicy.error": "; ".join(
+                f"{o.id}: {o.error}" for o in bad)[:4000]})
+        train_tasks = ()
+        if "stage2" in row.stages and plan.done(row.stages["stage2"]):
+            train_tasks = tuple(plan.stage_dir(row.stages["stage2"]).manifest().get("train_tasks", ()))
+        infos.append(RowInfo.from_config(row.name, row.cfg, train_tasks))
+        if not results.empty and row.name in set(results["row"]):
+            log_row_results(tracker, row.name, results)
+        tracker.end(tracker.row_run(row.name), "FAILED" if row.name in failed_rows else "FINISHED")
+
+    summary: dict = {"failed_rows": failed_rows, "report": None}
+    if not results.empty:
+        done_rows = [i for i in infos if i.name in set(results["row"])]
+        ref = reference if reference in {i.name for i in done_rows} else None
+        table = ablation_table(results, ref, rows=[i.name for i in done_rows])
+        print("\n" + str(table) + "\n")
+        paths = build_report(results, done_rows, out_dir, ref, title=f"Video Policy ablation: {sweep_id}")
+        log_report(tracker, paths, table.numeric)
+        summary["report"] = str(paths["report"])
+        results.to_parquet(out_dir / "episodes.parquet", index=False)
+
+    timings = [{"stage": o.id, "kind": o.id.split("/")[0], "status": o.status, "seconds": round(o.seconds, 1),
+                "rows": plan.nodes[o.id].rows, "error": o.error} for o in outcomes.values()]
+    write_json_atomic(out_dir / "stages.json", {"sweep": sweep_id, "seconds": seconds, "stages": timings})
+    print(f"{'stage':<26}{'status':<9}{'seconds':>8}  rows")
+    for t in timings:
+        print(f"{t['stage'][:25]:<26}{t['status']:<9}{t['seconds']:>8.0f}  {','.join(t['rows'])}"
+              + (f"\n    {t['error']}" if t["error"] else ""))
+    tracker.end(tracker.sweep_run(), "FAILED" if failed_rows else "FINISHED")
+    flushed = tracker.flush(restart_server=True)
+    print(f"\nsweep {sweep_id} finished in {seconds:.0f}s; report {summary['report']}; MLflow UI {tracker.uri} "
+          f"(experiment {plan.sweep.name!r}); {tracker.pending()} MLflow records still queued"
+          if not getattr(flushed, "complete", True) else
+          f"\nsweep {sweep_id} finished in {seconds:.0f}s; report {summary['report']}; MLflow UI {tracker.uri} "
+          f"(experiment {plan.sweep.name!r})")
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
