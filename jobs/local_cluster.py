@@ -11,13 +11,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from videopolicy.local_cluster import LocalHead
+from videopolicy.local_cluster import LocalHead, submitter_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("action", choices=["start", "stop", "status", "submit"])
-parser.add_argument("--num-cpus", type=int, default=0, help="logical CPUs of the head (0: all cores)")
+parser.add_argument("--num-cpus", type=int, default=0, help="logical CPUs of the head (0: max(4, cores): oversubscribed on purpose)")
 parser.add_argument("--keep", action="store_true", help="submit: leave the head running afterwards")
 parser.add_argument("entrypoint", nargs=argparse.REMAINDER, help="submit: -- command to run as the job")
 args = parser.parse_args()
@@ -43,7 +43,7 @@ else:
         head.start()
     print(f"Ray head at {head.address} (dashboard); submitting: {' '.join(entry)}", flush=True)
     try:
-        rc = head.submit(entry, working_dir=str(ROOT))
+        rc = head.submit(entry, working_dir=str(ROOT), env_vars=submitter_env())
     finally:
         if started and not args.keep:
             head.stop()

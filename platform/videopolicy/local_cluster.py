@@ -117,8 +117,9 @@ class LocalHead:
                f"--dashboard-port={self.dashboard_port}", "--disable-usage-stats",
                f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
                f"--runtime-env-agent-port={_free_port()}", f"--metrics-export-port={_free_port()}"]
-        if self.num_cpus:
-            cmd.append(f"--num-cpus={self.num_cpus}")
+        # Logical oversubscription by default: with CPUs booked exactly, Ray Data starves beside a
+        # TorchTrainer or a rollout pool and hangs with only a warning (ray-mlflow.md, finding 2).
+        cmd.append(f"--num-cpus={self.num_cpus or max(4, os.cpu_count() or 1)}")
         subprocess.run(cmd, check=True, env=self.env(), stdout=subprocess.DEVNULL)
         Path(self.temp_dir, "vp_dashboard_port").write_text(str(self.dashboard_port))
 
@@ -149,32 +150,57 @@ class LocalHead:
         return pids
 
     def submit(self, entrypoint: list[str], working_dir: str = ".", env_vars: dict | None = None,
-               ready_timeout_s: float = 120.0) -> int:
-        """Submit a job, follow its logs, return 0 if it succeeded (like `ray job submit`, which it replaces
-        because a just-started head answers "No available agent to submit job" for a few seconds)."""
-        import shlex
-
+               ready_timeout_s: float = 120.0, submission_id: str | None = None,
+               timeout_s: float | None = None) -> int:
+        """Submit a job to this head, follow its logs, return 0 if it succeeded."""
         os.environ.setdefault("RAY_AUTH_MODE", self.env()["RAY_AUTH_MODE"])
-        os.environ.pop("RAY_ADDRESS", None)
-        from ray.job_submission import JobStatus, JobSubmissionClient
-
         runtime_env = {"working_dir": working_dir,
                        "env_vars": {"RAY_AUTH_MODE": self.env()["RAY_AUTH_MODE"], **(env_vars or {})}}
-        deadline = time.time() + ready_timeout_s
-        while True:
-            try:
-                client = JobSubmissionClient(self.address)
-                job_id = client.submit_job(entrypoint=shlex.join(entrypoint), runtime_env=runtime_env)
-                break
-            except (RuntimeError, ConnectionError) as e:
-                if time.time() > deadline or not ("No available agent" in str(e) or isinstance(e, ConnectionError)):
-                    raise
-                time.sleep(2)
-        print(f"job {job_id} submitted to {self.address}", flush=True)
-        ray = str(Path(sys.executable).with_name("ray"))
-        subprocess.run([ray, "job", "logs", "--follow", f"--address={self.address}", job_id], env=self.env())
-        while (status := client.get_job_status(job_id)) not in (JobStatus.SUCCEEDED, JobStatus.FAILED,
-                                                                 JobStatus.STOPPED):
+        status = submit_and_wait(self.address, entrypoint, runtime_env, submission_id, timeout_s, ready_timeout_s)
+        return 0 if status == "SUCCEEDED" else 1
+
+
+def submitter_env() -> dict[str, str]:
+    """Provenance the job cannot find itself (its working dir is uploaded without .git)."""
+    from videopolicy.tracking.provenance import git_state
+
+    sha, dirty = git_state(Path(__file__).resolve().parents[2])
+    return {"VIDEOPOLICY_GIT_SHA": sha, "VIDEOPOLICY_GIT_DIRTY": str(dirty)} if sha else {}
+
+
+def submit_and_wait(address: str, entrypoint: list[str], runtime_env: dict, submission_id: str | None = None,
+                    timeout_s: float | None = None, ready_timeout_s: float = 120.0) -> str:
+    """`ray job submit` that also stops the job when it runs past `timeout_s` (killing a client does not
+    stop a job) and retries while a just-started head answers "No available agent to submit job".
+
+    Returns the final status: SUCCEEDED, FAILED, STOPPED, or TIMEOUT (the job was stopped)."""
+    import shlex
+
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    deadline = time.time() + ready_timeout_s
+    while True:
+        try:
+            client = JobSubmissionClient(address)
+            job_id = client.submit_job(entrypoint=shlex.join(entrypoint), runtime_env=runtime_env,
+                                       submission_id=submission_id)
+            break
+        except (RuntimeError, ConnectionError) as e:
+            if time.time() > deadline or not ("No available agent" in str(e) or isinstance(e, ConnectionError)):
+                raise
+            time.sleep(2)
+    print(f"job {job_id} submitted to {address}", flush=True)
+    ray = str(Path(sys.executable).with_name("ray"))
+    try:
+        subprocess.run([ray, "job", "logs", "--follow", f"--address={address}", job_id], env=env, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        print(f"job {job_id} ran past {timeout_s:.0f}s: stopping it", flush=True)
+        client.stop_job(job_id)
+        while client.get_job_status(job_id) not in (JobStatus.STOPPED, JobStatus.FAILED, JobStatus.SUCCEEDED):
             time.sleep(1)
-        print(f"job {job_id} {status.value.lower()}", flush=True)
-        return 0 if status == JobStatus.SUCCEEDED else 1
+        return "TIMEOUT"
+    while (status := client.get_job_status(job_id)) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+        time.sleep(1)
+    print(f"job {job_id} {status.value.lower()}", flush=True)
+    return status.value
