@@ -9,7 +9,7 @@ SWEEP ?= sweeps/smoke.yaml
 # CPU build by default; a GPU cluster sets e.g. TORCH_SPEC="torch==2.13.0 --index-url <cuda wheel index>".
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install run test bench clean-store
+.PHONY: install run test bench clean-store chromium plan nightly stop
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,11 +22,26 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 # Main job: a local Ray head (started and stopped by PID), `ray job submit` of the sweep driver.
+# The MLflow server it starts (127.0.0.1) stays up for its UI; `make stop` ends it.
 run: install
 	$(PY) jobs/local_cluster.py submit -- python jobs/sweep_ablations.py --sweep $(SWEEP) --store $(STORE)
 
-test: install
+plan: install
+	$(PY) jobs/sweep_ablations.py --sweep $(SWEEP) --store $(STORE) --plan
+
+nightly: install
+	$(PY) jobs/nightly.py --sweep sweeps/nightly.yaml
+
+stop:
+	$(PY) -m videopolicy.tracking.server stop --store $(STORE)
+	$(PY) jobs/local_cluster.py stop
+
+# Tests need headless Chromium (the report test) and the LIBERO-10 virtualenv (its suite test).
+test: install chromium sim-libero
 	$(PY) -m pytest tests
+
+chromium:  # Debian's headless Chromium for tests/test_report.py (~45 s once)
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 bench: install
 	$(PY) bench/data_pipeline.py

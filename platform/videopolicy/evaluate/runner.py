@@ -233,6 +233,15 @@ class _Driver:
         init_ray(self.cfg.ray)
         remaining = self.ledger.counts(self.plan.run, keys)
         n_workers = max(1, min(self.cfg.eval.workers, remaining["pending"] + remaining["leased"]))
+        # An actor the cluster can never place would hold its leased episode forever: fit the pool to the
+        # CPUs the cluster has now (an autoscaling cluster should keep its rollout group's min_workers up).
+        total = ray.cluster_resources().get("CPU", 0.0)
+        servers = self.cfg.eval.policy_servers if self.policy_mode == "server" else 0
+        fit = int((total - servers * 1.0) // self.cfg.eval.cpus_per_worker)
+        if fit < n_workers:
+            log.warning("eval.workers %d x %.1f CPU + %d policy server(s) do not fit the cluster's %.0f CPUs: "
+                        "using %d worker(s)", n_workers, self.cfg.eval.cpus_per_worker, servers, total, max(1, fit))
+            n_workers = max(1, fit)
         for rec in self.ledger.records(self.plan.run, keys):
             if rec["status"] == "done":
                 self.done_by_task.setdefault(rec["task"], []).append(int(rec["success"]))
