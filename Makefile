@@ -43,8 +43,12 @@ test: install chromium sim-libero
 chromium:  # Debian's headless Chromium for tests/test_report.py (~45 s once)
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
+# Benchmarks print ratios measured side by side in one run (results in bench/results/); ~30-60 min on 2 cores.
 bench: install
+	$(PY) bench/sweep_plan.py --store $(STORE)
+	$(PY) bench/train_overhead.py
 	$(PY) bench/data_pipeline.py
+	$(PY) bench/rollouts.py
 
 clean-store:
 	rm -rf $(STORE)

@@ -43,8 +43,10 @@ def _log_night(tmp_path, uri, name: str, df: pd.DataFrame, status: str | None) -
     return run_id
 
 
-def test_regressions_are_found_on_paired_episodes(tmp_path):
+def test_regressions_are_found_on_paired_episodes(tmp_path, monkeypatch):
     from mlflow import MlflowClient
+
+    monkeypatch.chdir(tmp_path)  # a sqlite backend puts artifacts under ./mlruns
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
