@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from videopolicy.models.config import ModelConfig, SamplerConfig
-from videopolicy.models.costs import count_flops, count_params, fake_tensors
+from videopolicy.models.costs import count_flops, fake_tensors, forward_flops
 from videopolicy.models.model import VideoPolicyModel
 from videopolicy.models.sampler import sample
 from videopolicy.models.vae import build_vae
@@ -115,25 +115,12 @@ def calls_per_chunk() -> dict[str, dict]:
 def per_sample_flops(kwargs: dict) -> dict[str, float]:
     """FLOPs of one sample through the U-Net (with taps), the adapter, the head, VAE encode/decode."""
     cfg = ModelConfig(**kwargs).resolve()
+    out = forward_flops(cfg)  # the planner's estimate counts the same way
     lat, f = cfg.latent_size, cfg.num_video_frames
-    d = cfg.unet.cross_attention_dim
     with fake_tensors():
-        model = VideoPolicyModel(cfg)
         vae = build_vae(cfg)
-        x = torch.randn(1, f, 4, lat, lat)
-        sigma = torch.ones(1)
-        feats = []
-        unet = count_flops(lambda: feats.extend(model.denoise_video(x, sigma, x, torch.randn(1, d), taps=True)[1]))
-        cond = torch.randn(1, model.adapter.out_dim)
-        adapter = count_flops(lambda: model.action_condition(feats, sigma))
-        head = count_flops(lambda: model.denoise_actions(torch.randn(1, 32, 7), sigma, cond))
-        px = cfg.image_size
-        encode = count_flops(lambda: vae.encode(torch.randn(cfg.num_cameras, 3, px, px)).latent_dist.mode())
-        decode = count_flops(lambda: vae.decode(torch.randn(f, 4, lat, lat), num_frames=f))
-        params = {"unet": count_params(model.unet), "adapter": count_params(model.adapter),
-                  "action_head": count_params(model.action_head), "vae": count_params(vae)}
-    return {"unet_pass": unet, "adapter": adapter, "head": head, "vae_encode_current_frames": encode,
-            "vae_decode_video": decode, "params": params}
+        out["vae_decode_video"] = count_flops(lambda: vae.decode(torch.randn(f, 4, lat, lat), num_frames=f))
+    return out
 
 
 def chunk_costs(calls: dict, flops: dict) -> dict[str, dict]:

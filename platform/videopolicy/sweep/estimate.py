@@ -24,9 +24,7 @@ def _flops(model_json: str) -> dict:
     from videopolicy.models.config import ModelConfig, from_dict
     from videopolicy.models.costs import forward_flops
 
-    cfg = from_dict(ModelConfig, json.loads(model_json))
-    return forward_flops(cfg if cfg.kind == "video_policy" else
-                         from_dict(ModelConfig, {**json.loads(model_json), "kind": "video_policy"}))
+    return forward_flops(from_dict(ModelConfig, json.loads(model_json)))  # the video networks, whatever the kind
 
 
 def _model_flops(node: StageNode) -> dict:

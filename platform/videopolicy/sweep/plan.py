@@ -77,8 +77,12 @@ def data_key(cfg: PlatformConfig) -> str:
 
 
 def all_tasks(cfg: PlatformConfig) -> PlatformConfig:
-    """The row's config with every task's clips: what stage 1 (the video model) trains on."""
-    return dataclasses.replace(cfg, clips=dataclasses.replace(cfg.clips, task_subset="all", task_list=[]))
+    """The row's config with every task's clips: what stage 1 (the video model) trains on. The subset's
+    own settings are reset too, so every row's stage 1 over the same data has one key."""
+    from videopolicy.config import ClipConfig
+
+    return dataclasses.replace(cfg, clips=dataclasses.replace(cfg.clips, task_subset="all", task_list=[],
+                                                              half_seed=ClipConfig().half_seed))
 
 
 def episode_list_id(cfg: PlatformConfig) -> tuple:
