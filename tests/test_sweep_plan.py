@@ -68,6 +68,14 @@ def test_rows_on_different_episodes_are_refused(tmp_path):
     assert "rows[b].eval" in str(e.value) and "paired" in str(e.value)
 
 
+def test_a_row_whose_clips_make_an_impossible_model_is_refused_at_plan_time(tmp_path):
+    p = _write(tmp_path, [{"name": "a", "overrides": {}},
+                          {"name": "small", "overrides": {"clips": {"image_size": 96}}}])
+    with pytest.raises(ConfigError) as e:
+        build_plan(load_sweep(p), str(tmp_path))
+    assert "rows[small].model: image_size" in str(e.value) and "rows[a]" not in str(e.value)
+
+
 def test_bad_sweep_files_get_clear_errors(tmp_path):
     p = _write(tmp_path, [{"name": "a", "overrides": {"train": {"method": "two_stages"}}},
                           {"name": "b", "overrides": {"eval": {"suite": "libero"}}}])

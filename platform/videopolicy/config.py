@@ -384,9 +384,14 @@ class PlatformConfig:
                 errs.append(f"model.action_head.{name}: derived from {where}; remove it")
         if self.model.kind != defaults.kind:
             errs.append("model.kind: set by train.method (dp_resnet -> the baseline); remove it")
-        if not errs:
-            errs.extend(f"model: {e} (with the clip-derived shape)" for e in derived.validate())
         return errs
+
+    def model_problems(self) -> list[str]:
+        """Problems of the model these clips would train (the sweep planner and train preflight ask; a
+        data-only config, e.g. 8-px clips for a pipeline check, need not describe a trainable model)."""
+        if self.train.method in SANITY_METHODS:
+            return []
+        return [f"model: {e} (the model's shape comes from clips)" for e in self.model_config().validate()]
 
 
 @dataclass

@@ -114,6 +114,9 @@ def check_paired(sweep: SweepConfig) -> None:
 
 def build_plan(sweep: SweepConfig, store: str, rows: Optional[list[str]] = None) -> Plan:
     check_paired(sweep)
+    errs = [f"rows[{name}].{e}" for name, cfg in sweep.rows for e in cfg.model_problems()]
+    if errs:
+        raise ConfigError(errs, sweep.name)
     nodes: dict[str, StageNode] = {}
 
     def add(kind: str, key: str, cfg: PlatformConfig, row: str, deps: tuple[str, ...], label: str) -> str:
