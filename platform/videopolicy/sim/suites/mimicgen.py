@@ -23,10 +23,9 @@ Not run on the machine this was written on: MimicGen and the robomimic commit it
 
 from __future__ import annotations
 
-from typing import Optional
-
-from videopolicy.sim.bridge import BridgeEnv, sim_version, unavailable_message, venv_python
-from videopolicy.sim.suites.base import EpisodeSpec, Protocol, Suite
+from videopolicy.sim.bridge import sim_version
+from videopolicy.sim.suites.base import EpisodeSpec, Protocol
+from videopolicy.sim.suites.bridged import BridgedSuite
 
 PYTHON_VAR = "VIDEOPOLICY_MIMICGEN_PYTHON"
 VENV_VAR = "VIDEOPOLICY_MIMICGEN_VENV"
@@ -72,12 +71,12 @@ CAMERAS = ("agentview", "robot0_eye_in_hand")
 IMAGE_SIZE = 84
 
 
-class MimicgenSuite(Suite):
+class MimicgenSuite(BridgedSuite):
     name = "mimicgen"
-
-    def __init__(self, cfg=None):
-        self.cfg = cfg
-        self.python = venv_python(PYTHON_VAR, VENV_VAR, DEFAULT_VENV)
+    python_var, venv_var, default_venv, build, dists = PYTHON_VAR, VENV_VAR, DEFAULT_VENV, BUILD, DISTS
+    required = ("mimicgen", "robosuite", "robomimic")
+    cameras = CAMERAS
+    env_options = {"image_size": IMAGE_SIZE}
 
     def protocol(self) -> Protocol:
         return Protocol(
@@ -112,14 +111,3 @@ class MimicgenSuite(Suite):
     def episodes(self, task: str, n: int, eval_seed: int) -> list[EpisodeSpec]:
         self.instruction(task)
         return [EpisodeSpec.make(self.name, task, "default", i, eval_seed) for i in range(n)]
-
-    def make_env(self, task: str) -> BridgeEnv:
-        self.instruction(task)
-        msg = self.unavailable()
-        if msg:
-            raise RuntimeError(msg)
-        return BridgeEnv(self.python, self.name, task, cameras=CAMERAS, options={"image_size": IMAGE_SIZE})
-
-    def unavailable(self) -> Optional[str]:
-        return unavailable_message(self.name, self.python, DISTS, BUILD, PYTHON_VAR, VENV_VAR,
-                                   required=("mimicgen", "robosuite", "robomimic"))

@@ -29,12 +29,11 @@ assets from utexas.box.com. ``deploy/sim/install_robocasa.sh`` (``make sim-roboc
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
-from videopolicy.sim.bridge import BridgeEnv, sim_version, unavailable_message, venv_python
-from videopolicy.sim.suites.base import EpisodeSpec, Protocol, Suite
+from videopolicy.sim.bridge import sim_version
+from videopolicy.sim.suites.base import EpisodeSpec, Protocol
+from videopolicy.sim.suites.bridged import BridgedSuite
 
 PYTHON_VAR = "VIDEOPOLICY_ROBOCASA_PYTHON"
 VENV_VAR = "VIDEOPOLICY_ROBOCASA_VENV"
@@ -104,12 +103,12 @@ def scene_id(layout: int, style: int) -> str:
     return f"layout{layout}_style{style}"
 
 
-class RobocasaSuite(Suite):
+class RobocasaSuite(BridgedSuite):
     name = "robocasa"
-
-    def __init__(self, cfg=None):
-        self.cfg = cfg
-        self.python = venv_python(PYTHON_VAR, VENV_VAR, DEFAULT_VENV)
+    python_var, venv_var, default_venv, build, dists = PYTHON_VAR, VENV_VAR, DEFAULT_VENV, BUILD, DISTS
+    required = ("robocasa", "robosuite")
+    cameras = CAMERAS
+    env_options = {"image_size": IMAGE_SIZE, "obj_instance_split": "B"}
 
     def protocol(self) -> Protocol:
         return Protocol(
@@ -149,15 +148,3 @@ class RobocasaSuite(Suite):
         self.instruction(task)
         return [EpisodeSpec.make(self.name, task, scene_id(*SCENES[i % len(SCENES)]), i // len(SCENES), eval_seed)
                 for i in range(n)]
-
-    def make_env(self, task: str) -> BridgeEnv:
-        self.instruction(task)
-        msg = self.unavailable()
-        if msg:
-            raise RuntimeError(msg)
-        return BridgeEnv(self.python, self.name, task, cameras=CAMERAS,
-                         options={"image_size": IMAGE_SIZE, "obj_instance_split": "B"})
-
-    def unavailable(self) -> Optional[str]:
-        return unavailable_message(self.name, self.python, DISTS, BUILD, PYTHON_VAR, VENV_VAR,
-                                   required=("robocasa", "robosuite"))
