@@ -18,9 +18,12 @@ from videopolicy.models.config import ModelConfig, SamplerConfig
 from videopolicy.models.model import PolicyModel, build_model
 from videopolicy.normalize import ActionNormalizer
 
-# Appended to the model's 7-D action per suite (absent: the 7-D action is the command).
+from videopolicy.sim.suites.robocasa import ACTION_PAD as _ROBOCASA_PAD
+
+# Appended to the model's 7-D action per suite (absent: the 7-D action is the command); each suite
+# declares its own mapping once, in its protocol module.
 SUITE_ACTION_SUFFIX: dict[str, tuple[float, ...]] = {
-    "robocasa": (0.0, 0.0, 0.0, 0.0, -1.0),
+    "robocasa": _ROBOCASA_PAD,
 }
 
 
