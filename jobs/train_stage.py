@@ -16,7 +16,7 @@ from pathlib import Path
 from videopolicy.config import ConfigError, load_sweep
 from videopolicy.store import stable_hash
 from videopolicy.train.checkpoint import TrainSetupError
-from videopolicy.train.launch import TrainSpec, export_policy, preflight, run_training
+from videopolicy.train.launch import TrainSpec, check_run, export_policy, run_training
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--sweep", default="sweeps/smoke.yaml")
@@ -38,6 +38,10 @@ except (ConfigError, KeyError) as e:
 store = str(Path(args.store or cfg.store).expanduser().resolve())
 name = args.name or f"{sweep.name}-{args.row or sweep.rows[0][0]}-{args.stage}-{stable_hash(cfg.train, cfg.model)[:8]}"
 storage = cfg.train.storage_path or f"{store}/train_runs"
+try:
+    check_run(cfg, args.stage, args.init_from)  # before Ray: building clips may generate demos
+except TrainSetupError as e:
+    sys.exit(f"error: {e}")
 
 # 2. Ray, then the clips this row trains on (built or reused), then the run.
 from videopolicy.data.clips import build_clips  # noqa: E402
@@ -48,8 +52,7 @@ clips = build_clips(cfg, store)
 spec = TrainSpec(args.stage, cfg, clips.path, name=name, storage_path=storage, init_from=args.init_from,
                  tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"))
 try:
-    preflight(spec)
-    result = run_training(spec)
+    result = run_training(spec)  # preflight first: bad inputs fail before any worker starts
 except TrainSetupError as e:
     sys.exit(f"error: {e}")
 out = export_policy(result, args.out or f"{store}/policies/{name}")

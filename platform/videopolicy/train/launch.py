@@ -64,17 +64,25 @@ class TrainResult:
     metrics: dict
 
 
+def check_run(cfg, stage: str, init_from: Optional[str]) -> None:
+    """What is wrong with a run whatever its clips (cheap, no Ray): stage vs method, init checkpoint use."""
+    method = cfg.train.method
+    if stage == "stage1" and method != "two_stage":
+        raise TrainSetupError(f"train.method {method!r} has no stage 1 (only two_stage fine-tunes the video model first)")
+    if stage == "stage2" and method == "two_stage" and not init_from:
+        raise TrainSetupError("two_stage's stage 2 needs the stage-1 checkpoint (init_from / --init-from)")
+    if init_from and method != "two_stage":
+        raise TrainSetupError(f"train.method {method!r} starts from base weights; init_from is only for two_stage")
+    if init_from and not Path(init_from).exists():
+        raise TrainSetupError(f"{init_from}: stage-1 checkpoint not found. Fix: run stage1 first "
+                              f"(jobs/train_stage.py --stage stage1) or pass the right --init-from")
+
+
 def preflight(spec: TrainSpec) -> None:
     """Everything that can be wrong before workers start: raise TrainSetupError naming path and fix."""
     from videopolicy.data.clips import ClipDataset
 
-    method = spec.cfg.train.method
-    if spec.stage == "stage1" and method != "two_stage":
-        raise TrainSetupError(f"train.method {method!r} has no stage 1 (only two_stage fine-tunes the video model first)")
-    if spec.stage == "stage2" and method == "two_stage" and not spec.init_from:
-        raise TrainSetupError("two_stage's stage 2 needs the stage-1 checkpoint (init_from / --init-from)")
-    if spec.init_from and method != "two_stage":
-        raise TrainSetupError(f"train.method {method!r} starts from base weights; init_from is only for two_stage")
+    check_run(spec.cfg, spec.stage, spec.init_from)
     try:
         ds = ClipDataset.open(spec.clips_path)
     except FileNotFoundError as e:
