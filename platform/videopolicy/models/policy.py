@@ -18,18 +18,15 @@ from videopolicy.models.config import ModelConfig, SamplerConfig
 from videopolicy.models.model import PolicyModel, build_model
 from videopolicy.normalize import ActionNormalizer
 
-from videopolicy.sim.suites.robocasa import ACTION_PAD as _ROBOCASA_PAD
-
-# Appended to the model's 7-D action per suite (absent: the 7-D action is the command); each suite
-# declares its own mapping once, in its protocol module.
-SUITE_ACTION_SUFFIX: dict[str, tuple[float, ...]] = {
-    "robocasa": _ROBOCASA_PAD,
-}
-
 
 def to_suite_actions(chunk: np.ndarray, suite: str) -> np.ndarray:
-    """(..., 7) model actions -> (..., D) commands of `suite`."""
-    suffix = SUITE_ACTION_SUFFIX.get(suite)
+    """(..., 7) model actions -> (..., D) commands of `suite` (its ``Suite.action_suffix`` appended).
+
+    The suite module is imported only here, when asked: suites of other simulators stay lazy.
+    """
+    from videopolicy.sim.suites import SUITES, suite_class
+
+    suffix = suite_class(suite).action_suffix if suite in SUITES else ()
     if not suffix:
         return chunk
     tail = np.broadcast_to(np.asarray(suffix, dtype=chunk.dtype), chunk.shape[:-1] + (len(suffix),))

@@ -95,6 +95,8 @@ class Suite(ABC):
     """A benchmark: its protocol, its episode list, and how to build an env inside a worker."""
 
     name: str = ""
+    #: appended to the model's 7-D action to make this suite's command (RoboCasa: base off, arm mode)
+    action_suffix: tuple[float, ...] = ()
 
     @abstractmethod
     def protocol(self) -> Protocol: ...
@@ -110,6 +112,12 @@ class Suite(ABC):
     @abstractmethod
     def make_env(self, task: str) -> SimEnv:
         """Build the environment for `task` (call inside the worker process)."""
+
+    def demo_episodes(self, task: str, demo_file: str, n: int) -> list[EpisodeSpec]:
+        """Episodes that reset to the scenes of the first `n` demos in `demo_file` (scene ``"demo"``,
+        index = the demo's position in the file), for the replay sanity policy."""
+        raise ValueError(f"suite {self.name!r} cannot reset to a demo's scene: the replay policy runs on the "
+                         "robosuite suite (scripted demos record their scene seed)")
 
     def step_limit(self, task: str) -> int:
         """Step limit of one episode of `task` (default: the protocol's; suites with per-task limits

@@ -108,6 +108,7 @@ class RobocasaSuite(BridgedSuite):
     python_var, venv_var, default_venv, build, dists = PYTHON_VAR, VENV_VAR, DEFAULT_VENV, BUILD, DISTS
     required = ("robocasa", "robosuite")
     cameras = CAMERAS
+    action_suffix = ACTION_PAD
     env_options = {"image_size": IMAGE_SIZE, "obj_instance_split": "B"}
 
     def protocol(self) -> Protocol:
