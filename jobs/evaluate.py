@@ -3,6 +3,10 @@
     python jobs/evaluate.py --sweep sweeps/smoke.yaml --row two_stage --policy <checkpoint dir> --out runs/eval
     python jobs/evaluate.py --sweep sweeps/smoke.yaml --policy expert --episodes 5 --out runs/expert
     python jobs/evaluate.py --config my.yaml --policy random --out runs/random
+    python jobs/evaluate.py --sweep sweeps/smoke.yaml --policy replay --episodes 4 --out runs/replay
+
+`replay` replays the config's demonstrations (generated first if missing) on their own scenes: a
+harness check that needs no model (near 100% when reset, physics and success check match the data).
 
 Everything is validated before Ray starts (config, checkpoint files, whether the suite can run here).
 Prints the per-task success table; exits non-zero when the evaluation fails or an episode ends as an
@@ -14,6 +18,7 @@ import logging
 import sys
 
 from videopolicy.config import ConfigError, load_config, load_sweep
+from videopolicy.data.clips import demo_sources
 from videopolicy.evaluate import EvaluationError, PolicySpec, evaluate, plan_evaluation, task_table
 from videopolicy.runtime import init_ray
 
@@ -22,7 +27,7 @@ src = parser.add_mutually_exclusive_group()
 src.add_argument("--config", help="a config file (or a sweep file's base)")
 src.add_argument("--sweep", help="a sweep file; with --row")
 parser.add_argument("--row", default=None, help="sweep row (default: the first row)")
-parser.add_argument("--policy", required=True, help="checkpoint directory, or: expert | random")
+parser.add_argument("--policy", required=True, help="checkpoint directory, or: expert | random | replay")
 parser.add_argument("--out", required=True, help="output directory (ledger.sqlite, results.csv, videos/)")
 parser.add_argument("--episodes", type=int, default=None, help="episodes per task (default: eval.episodes_per_task)")
 parser.add_argument("--policy-mode", choices=["server", "local"], default="server",
@@ -39,6 +44,9 @@ try:
     if args.episodes is not None and args.episodes <= 0:
         raise ConfigError([f"--episodes: must be > 0, got {args.episodes}"])
     policy = PolicySpec.parse(args.policy)
+    if policy.kind == "replay":  # the demo files this config trains on (scripted ones are generated on Ray)
+        init_ray(cfg.ray)
+        policy = policy.with_demos({s.task: s.path for s in demo_sources(cfg)})
     plan = plan_evaluation(cfg, policy, args.episodes)  # checkpoint files, suite availability
 except (ConfigError, KeyError, ValueError, EvaluationError) as e:
     sys.exit(f"error: {e}")

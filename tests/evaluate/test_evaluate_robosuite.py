@@ -7,6 +7,7 @@ mid-evaluation and resumed) must reproduce it episode by episode, with nothing l
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -175,7 +176,44 @@ def test_interrupted_evaluation_resumes_from_the_ledger(ray_cluster, tmp_path):
     assert again.equals(df)
 
 
+def test_demo_replay_reproduces_the_recordings(ray_cluster, tmp_path):
+    """The replay sanity policy: recorded actions on the recorded scenes succeed, through the same
+    server, worker, chunking (16 of 32) and success check as a model; a shifted scene does not."""
+    from videopolicy.data.clips import demo_sources
+    from videopolicy.data.hdf5 import DemoFile
+
+    cfg = eval_cfg(TASKS, video_episodes=0)
+    cfg.store = str(tmp_path / "store")
+    cfg.demos.demos_per_task, cfg.demos.shard_size = 2, 2
+    demos = {s.task: s.path for s in demo_sources(cfg)}  # generated on the Ray cluster
+    replay = PolicySpec.parse("replay").with_demos(demos)
+    plan = plan_evaluation(cfg, replay)
+    assert [s.key for s in plan.specs] == [f"robosuite/{t}/demo/{i}" for t in TASKS for i in range(2)]
+    df = evaluate(cfg, replay, tmp_path / "replay")
+    assert len(df) == 4 and (df.status == "done").all()
+    assert df.success.all(), df[["episode_key", "success", "steps", "failure_reason"]]
+    for r in df.itertuples():  # success comes within the recording (it runs 10 steps past first success)
+        with DemoFile(demos[r.task]) as f:
+            assert r.steps <= f.length(f.demo_names()[r.index]) - 10 + 1
+    assert df.policy_id.str.startswith("replay:x16:").all()
+
+    # the same recordings on other scenes (the eval episodes' seeds): open loop, the cubes are elsewhere
+    moved = dataclasses.replace(plan.specs[0], seed=plan.specs[0].seed + 1)
+    from videopolicy.evaluate.worker import SimWorker
+
+    worker = SimWorker("robosuite", cfg, replay, 16, 0)
+    worker.server = None
+    assert worker.run_episode(plan.specs[0])["success"]
+    res = worker.run_episode(moved)
+    assert not res["success"] and res["failure_reason"] == "timeout"
+    worker._drop_env()
+
+
 def test_preflight_names_the_problem(tmp_path):
+    with pytest.raises(EvaluationError, match="replay policy needs demo files"):
+        plan_evaluation(eval_cfg(), PolicySpec.parse("replay"))
+    with pytest.raises(EvaluationError, match="demo file of Lift not found"):
+        plan_evaluation(eval_cfg(), PolicySpec.parse("replay").with_demos({"Lift": tmp_path / "Lift.hdf5"}))
     with pytest.raises(EvaluationError, match=str(tmp_path / "nope")):
         plan_evaluation(eval_cfg(), PolicySpec.parse(str(tmp_path / "nope")))
     (tmp_path / "ckpt").mkdir()

@@ -161,6 +161,10 @@ class DemoFile:
             return " ".join(text) if isinstance(text, list) else str(text)
         return ""
 
+    def ep_meta(self, demo: str) -> dict:
+        """The demo's episode metadata (ours: scene seed, task; RoboCasa: layout, style, lang); {} if none."""
+        return _json_attr(self.data[demo].attrs, "ep_meta") or {}
+
     def length(self, demo: str) -> int:
         return int(self.data[demo]["actions"].shape[0])
 

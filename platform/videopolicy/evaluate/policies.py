@@ -7,6 +7,10 @@ command space. The simulator worker executes the first ``execute_steps`` actions
 * `CheckpointPolicy`: a trained Video Policy (or DP-ResNet) checkpoint, ``VideoPolicy.from_pretrained``;
   frames are resized to the model's image size and ordered as its training cameras.
 * `RandomPolicy`: uniform actions in [-1, 1] (success near 0: the harness must not invent successes).
+* `ReplayPolicy`: the recorded actions of the training demonstrations, open loop, on episodes that
+  reset to each demo's own scene (`Suite.demo_episodes`): near 100% when the suite reproduces the
+  scenes and the physics the demos were recorded in, so it checks reset, action mapping and the
+  success check against data rather than against a second piece of our code.
 * `ExpertPolicy`: the scripted expert. Its decision needs privileged simulator state that only the
   worker holds, so the worker computes the expert's next action (``SimEnv.expert_action()``) and
   sends it with the observation as ``privileged``; the server returns it as a one-step chunk
@@ -32,7 +36,7 @@ import numpy as np
 from videopolicy.store import stable_hash
 
 #: Sanity policies by name (known success rates); anything else is a checkpoint directory.
-SANITY_POLICIES = ("expert", "random")
+SANITY_POLICIES = ("expert", "random", "replay")
 
 
 @dataclass(frozen=True)
@@ -45,22 +49,32 @@ class ActRequest:
     text: str
     seed: int  # noise seed of this request: (policy seed, episode, chunk) only, never the batch
     privileged: Optional[np.ndarray] = None  # (D,) expert action, only for policies that ask for it
+    step: int = 0  # environment steps executed so far in this episode
 
 
 @dataclass(frozen=True)
 class PolicySpec:
-    kind: str  # "checkpoint" | "expert" | "random"
+    kind: str  # "checkpoint" | "expert" | "random" | "replay"
     path: str = ""  # checkpoint directory (kind == "checkpoint")
+    demos: tuple[tuple[str, str], ...] = ()  # (task, demo HDF5 path) pairs (kind == "replay")
 
     @classmethod
     def parse(cls, text: str) -> "PolicySpec":
-        """``expert`` / ``random`` or a checkpoint directory."""
+        """``expert`` / ``random`` / ``replay`` or a checkpoint directory (replay: see `with_demos`)."""
         if text in SANITY_POLICIES:
             return cls(text)
         return cls("checkpoint", str(Path(text).expanduser().resolve()))
 
+    def with_demos(self, demos: dict[str, str | Path]) -> "PolicySpec":
+        """The replay policy over these demo files (task -> HDF5 path)."""
+        return dataclasses.replace(self, demos=tuple(sorted((t, str(Path(p).resolve())) for t, p in demos.items())))
+
     def problems(self) -> list[str]:
         """What is wrong before anything starts (missing checkpoint files are named)."""
+        if self.kind == "replay":
+            if not self.demos:
+                return ["the replay policy needs demo files (PolicySpec.with_demos; jobs/evaluate.py finds the config's)"]
+            return [f"replay: demo file of {t} not found: {p}" for t, p in self.demos if not Path(p).is_file()]
         if self.kind in SANITY_POLICIES:
             return []
         if self.kind != "checkpoint":
@@ -80,6 +94,9 @@ class PolicySpec:
         return self.kind == "expert"
 
     def policy_id(self, execute_steps: int, sampler_steps: int = 0) -> str:
+        if self.kind == "replay":  # which recordings, by content identity (name, size, mtime)
+            files = [(t, Path(p).name, Path(p).stat().st_size, Path(p).stat().st_mtime_ns) for t, p in self.demos]
+            return f"replay:x{execute_steps}:{stable_hash(files, length=12)}"
         if self.kind != "checkpoint":
             return f"{self.kind}:x{self.execute_steps(execute_steps)}"
         d = Path(self.path)
@@ -116,6 +133,41 @@ class ExpertPolicy(Policy):
                 raise ValueError(f"{r.episode_key}: the expert policy needs the worker's privileged action "
                                  "(the suite has no scripted expert for this task)")
             out.append(np.asarray(r.privileged, dtype=np.float32).reshape(1, -1))
+        return out
+
+
+class ReplayPolicy(Policy):
+    """Recorded demo actions. Episode ``<suite>/<task>/demo/<i>`` replays the i-th demo of the task's file
+    (`Suite.demo_episodes` made the same list); a chunk is the next `horizon` recorded actions from the
+    request's step. Past the recording's end it holds still (zero motion, last gripper command)."""
+
+    def __init__(self, demos: tuple[tuple[str, str], ...], action_dim: int, horizon: int = 32):
+        self.files = dict(demos)
+        self.action_dim, self.horizon = action_dim, horizon
+        self._actions: dict[str, list[np.ndarray]] = {}  # task -> actions of each demo, file order
+
+    def _recording(self, episode_key: str) -> np.ndarray:
+        from videopolicy.data.hdf5 import DemoFile
+
+        _suite, task, scene, index = episode_key.rsplit("/", 3)
+        if scene != "demo" or task not in self.files:
+            raise ValueError(f"{episode_key}: the replay policy runs only on demo episodes (Suite.demo_episodes) "
+                             f"of {sorted(self.files)}")
+        if task not in self._actions:
+            with DemoFile(self.files[task]) as f:
+                self._actions[task] = [f.read(d, [], self.action_dim).actions for d in f.demo_names()]
+        return self._actions[task][int(index)]
+
+    def act(self, requests: list[ActRequest]) -> list[np.ndarray]:
+        out = []
+        for r in requests:
+            actions = self._recording(r.episode_key)
+            chunk = actions[r.step: r.step + self.horizon]
+            if len(chunk) < self.horizon:
+                hold = np.zeros((self.horizon - len(chunk), actions.shape[1]), np.float32)
+                hold[:, -1] = actions[-1, -1]
+                chunk = np.concatenate([chunk, hold])
+            out.append(chunk.astype(np.float32))
         return out
 
 
@@ -163,6 +215,8 @@ def load_policy(spec: PolicySpec, suite: str, protocol_cameras: tuple[str, ...],
         return RandomPolicy(action_dim)
     if spec.kind == "expert":
         return ExpertPolicy()
+    if spec.kind == "replay":
+        return ReplayPolicy(spec.demos, action_dim)
     if spec.kind == "checkpoint":
         return CheckpointPolicy(spec.path, suite, protocol_cameras, sampler_steps, device)
     raise ValueError(f"unknown policy kind {spec.kind!r}")

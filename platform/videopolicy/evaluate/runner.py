@@ -78,7 +78,17 @@ def plan_evaluation(cfg: PlatformConfig, policy: PolicySpec, episodes_per_task: 
         raise EvaluationError("cannot evaluate:\n  " + "\n  ".join(errs))
     protocol = suite.protocol()
     n = int(episodes_per_task or cfg.eval.episodes_per_task)
-    specs = [s for task in protocol.tasks for s in suite.episodes(task, n, cfg.eval.seed)]
+    if policy.kind == "replay":  # the demos' own scenes (a sanity check, not a paired comparison)
+        demos = dict(policy.demos)
+        missing = [t for t in protocol.tasks if t not in demos]
+        if missing:
+            raise EvaluationError(f"cannot evaluate: the replay policy has no demo file for {missing}")
+        try:
+            specs = [s for task in protocol.tasks for s in suite.demo_episodes(task, demos[task], n)]
+        except (ValueError, OSError) as e:
+            raise EvaluationError(f"cannot evaluate: {e}") from e
+    else:
+        specs = [s for task in protocol.tasks for s in suite.episodes(task, n, cfg.eval.seed)]
     execute = policy.execute_steps(cfg.eval.execute_steps)
     pid = policy.policy_id(cfg.eval.execute_steps, cfg.eval.sampler_steps)
     return EvalPlan(suite, protocol, specs, policy, pid, execute, RunKey(pid, cfg.eval.policy_seed, protocol.hash))

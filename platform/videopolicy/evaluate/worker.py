@@ -205,7 +205,7 @@ class SimWorker:
             if self.policy_spec.privileged and privileged is None:
                 raise RuntimeError(f"suite {spec.suite} has no scripted expert for {spec.task}")
             req = ActRequest(spec.key, chunk_index, images, text,
-                             request_seed(self.policy_seed, spec.key, chunk_index), privileged)
+                             request_seed(self.policy_seed, spec.key, chunk_index), privileged, steps)
             tw = time.perf_counter()
             chunk = np.asarray(self._act(req), dtype=np.float32)
             t_wait += time.perf_counter() - tw

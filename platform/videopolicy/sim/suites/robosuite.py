@@ -90,6 +90,21 @@ class RobosuiteSuite(Suite):
         # namespace "episode" (EpisodeSpec.make) vs demos' "demo": eval scenes are never training scenes
         return [EpisodeSpec.make(self.name, task, SCENE, i, eval_seed) for i in range(n)]
 
+    def demo_episodes(self, task: str, demo_file: str, n: int) -> list[EpisodeSpec]:
+        from videopolicy.data.hdf5 import DemoFile
+
+        if task not in self._limits:
+            raise ValueError(f"task {task!r} is not in this suite's protocol {self.tasks}")
+        with DemoFile(demo_file) as f:
+            names = f.demo_names()[:n]
+            seeds = [f.ep_meta(d).get("seed") for d in names]
+        missing = [d for d, s in zip(names, seeds) if s is None]
+        if missing:
+            raise ValueError(f"{demo_file}: demos {missing[:3]} have no ep_meta['seed'] (not made by the scripted "
+                             "generator), so their scenes cannot be reproduced")
+        # the seed alone places the scene (`reseed`, then reset), exactly as the generator did
+        return [EpisodeSpec(self.name, task, "demo", i, int(s)) for i, s in enumerate(seeds)]
+
     def make_env(self, task: str) -> "RobosuiteSimEnv":
         return RobosuiteSimEnv(task, self.cameras, self.image_size, self.render, self._limits[task])
 
