@@ -68,6 +68,9 @@ def run_variant(name: str, cfg, ckpt: str, mode: str, root: Path) -> dict:
         "steps_per_s_sim": round(sum(r["steps"] for r in recs) / sum(d["sim_s"] for d in det), 2),
         "policy_wait_fraction": round(wait / busy, 3),
         "mean_policy_batch": round(servers[0]["mean_batch"], 2) if servers else 1.0,
+        "policy_wait_per_call_ms": round(wait / max(1, sum(d["policy_calls"] for d in det)) * 1000, 1),
+        "server_compute_per_batch_ms": (round(sum(s["compute_s"] for s in servers)
+                                              / max(1, sum(s["batches"] for s in servers)) * 1000, 1) if servers else None),
         "peak_rss_mb_workers": round(sum(worker_rss.values()), 0),
         "peak_rss_mb_server": round(server_rss, 0),
         "peak_rss_mb_total": round(sum(worker_rss.values()) + server_rss, 0),
@@ -85,6 +88,7 @@ def main() -> None:
                     help="fast: one U-Net pass + head-only steps; joint: the faithful 30-step sampler with CFG "
                          "(measured: ~16 s per call on a loaded 2-core CPU, workers then wait ~87%% of the time)")
     ap.add_argument("--num-cpus", type=int, default=4, help="logical CPUs of the local Ray cluster")
+    ap.add_argument("--variants", nargs="*", default=None, help="run only these (no summary ratios then)")
     ap.add_argument("--out", default="bench/results/rollouts.json")
     args = ap.parse_args()
 
@@ -104,8 +108,11 @@ def main() -> None:
             "local_2w": (fast2, "local"),
             "server_2w_default_render": (make_cfg(args.task, 2, "default", args.max_steps, args.episodes, args.sampler), "server"),
         }
-        results = {name: run_variant(name, cfg, ckpt, mode, root) for name, (cfg, mode) in variants.items()}
+        results = {name: run_variant(name, cfg, ckpt, mode, root) for name, (cfg, mode) in variants.items()
+                   if not args.variants or name in args.variants}
     ray.shutdown()
+    if args.variants:
+        return
     r = results
     summary = {
         "scaling_efficiency_2w_steady": round(r["server_2w"]["episodes_per_hour_steady"]

@@ -199,3 +199,24 @@ def test_env_args_is_robomimic_style_and_json(rendered):
     with pytest.raises(ValueError):
         env = type("E", (), {"_videopolicy_kwargs": kw})()
         rse.env_args(env, "Lift", ["agentview"], 128, rendered["fast"]["render"])
+
+
+def test_frames_survive_garbage_collection_after_a_hard_reset():
+    """A hard reset used to leave the old sim's render context to the garbage collector, whose late
+    ``__del__`` deleted the live context's framebuffer: later frames of the episode were garbage."""
+    import gc
+
+    env = rse.make_env("Lift", ["agentview"], 64, rse.RenderSettings("fast"), seed=0, horizon=50)
+    try:
+        def frames_after(collect: bool) -> list:
+            rse.reseed(env, 3)
+            env.reset()  # hard reset: a new sim and render context replace the old ones
+            if collect:
+                gc.collect()
+            return [env.step(np.zeros(7))[0]["agentview_image"].copy() for _ in range(3)]
+
+        reference = frames_after(collect=False)
+        for ref, got in zip(reference, frames_after(collect=True)):
+            np.testing.assert_array_equal(got, ref)
+    finally:
+        env.close()

@@ -27,7 +27,8 @@ from videopolicy.store import StageDir, stable_hash, stable_seed
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1  # bump when the experts or the recording change what a demo contains
+GENERATOR_VERSION = 2  # bump when the experts or the recording change what a demo contains
+# 2: frames after a mid-episode garbage collection were garbage (robosuite_env._free_offscreen); regenerate
 
 
 def _sim_versions() -> dict:

@@ -11,6 +11,7 @@ GPU: the server asks Ray for a GPU when the cluster has one; the model runs on `
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import time
@@ -38,6 +39,9 @@ class PolicyServer:
         self.queue: Optional[asyncio.Queue] = None
         self.stats = {"batches": 0, "requests": 0, "compute_s": 0.0, "device": device, "pid": os.getpid()}
         self._loop_task: Optional[asyncio.Task] = None
+        # One dedicated thread runs the model: torch's intra-op thread pool belongs to the calling thread,
+        # and hopping between executor threads re-creates it (measured: 1.8x slower calls on CPU).
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="policy")
 
     def _start(self) -> None:
         if self.queue is None:
@@ -75,7 +79,7 @@ class PolicyServer:
                 for r in requests:
                     if r.chunk_index == 0:
                         self.policy.reset(r.episode_key, r.text)
-                chunks = await loop.run_in_executor(None, self.policy.act, requests)
+                chunks = await loop.run_in_executor(self._executor, self.policy.act, requests)
             except Exception as e:  # noqa: BLE001 - every caller of this batch gets the error
                 for _, fut in batch:
                     if not fut.done():

@@ -18,6 +18,7 @@ first ``execute_steps`` (16) actions -> ask again, until success, failure or the
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 import resource
@@ -142,6 +143,7 @@ class SimWorker:
         self.egl_device: Optional[int] = None
         self._progress: dict = {}
         self._lock = threading.Lock()
+        self._sim_thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sim")
 
     # -- lazy construction -------------------------------------------------------------------------
 
@@ -175,6 +177,11 @@ class SimWorker:
     # -- the episode -------------------------------------------------------------------------------
 
     def run_episode(self, spec: EpisodeSpec, record_video: bool = False) -> dict:
+        # Every simulator call runs on this actor's one simulator thread: a GL context is bound to a
+        # thread, and Ray runs the calls of a threaded actor on whichever of its threads is free.
+        return self._sim_thread.submit(self._run_or_drop, spec, record_video).result()
+
+    def _run_or_drop(self, spec: EpisodeSpec, record_video: bool) -> dict:
         try:
             return self._run(spec, record_video)
         except BaseException:

@@ -156,6 +156,45 @@ def _apply_scene_flags(env) -> None:
 _RENDER_SUBCLASSES: dict[type, type] = {}
 
 
+def _offscreen(env):
+    sim = getattr(env, "sim", None)  # absent while robosuite's __init__ builds the first sim
+    return getattr(sim, "_render_context_offscreen", None) if sim is not None else None
+
+
+def _make_context_current(env) -> None:
+    """Bind this env's GL context before it renders: robosuite binds a context only when it creates
+    it, and EGL bindings are per thread (Ray may run an actor's calls on different threads)."""
+    ctx = _offscreen(env)
+    if ctx is not None:
+        _bind(ctx)
+
+
+def _bind(ctx) -> None:
+    try:
+        ctx.gl_ctx.make_current()
+    except Exception as e:  # noqa: BLE001 - EGL's error holds ctypes pointers: Ray cannot pickle it
+        raise RuntimeError(f"cannot bind the env's GL context in this thread (is it current in another "
+                           f"thread? one thread must own an env): {type(e).__name__}: {e}") from None
+
+
+def _free_offscreen(env) -> None:
+    """Free the sim's render context now, inside its own GL context.
+
+    robosuite's hard reset drops the old sim, but its render context stays alive in a reference cycle
+    until some later garbage collection; its ``__del__`` then runs ``mjr_freeContext`` in whatever
+    context is current (the new sim's), deleting the new context's framebuffer and textures, which
+    have the same GL ids. Every later frame of that episode was garbage (measured: wrong pixels, and
+    stepping 8x "faster" since nothing was drawn) until the next reset; a process that allocates a
+    lot (loading a policy) triggers it within an episode. Freed here, the late ``__del__`` finds an
+    empty MjrContext and a destroyed GL context and does nothing.
+    """
+    ctx = _offscreen(env)
+    if ctx is not None:
+        _bind(ctx)
+        ctx.con.free()
+        ctx.gl_ctx.free()
+
+
 def _render_subclass(base: type) -> type:
     """A subclass of robosuite task class `base` that applies `RenderSettings` (cached, not registered)."""
     cls = _RENDER_SUBCLASSES.get(base)
@@ -175,11 +214,25 @@ def _render_subclass(base: type) -> type:
         base._reset_internal(self)  # creates the offscreen context when the sim is new
         _apply_scene_flags(self)
 
+    def _get_observations(self, force_update=False):
+        _make_context_current(self)
+        return base._get_observations(self, force_update)
+
+    def _destroy_sim(self):  # close()
+        _free_offscreen(self)
+        base._destroy_sim(self)
+
+    def _initialize_sim(self, xml_string=None):  # a hard reset replaces the sim without destroying it
+        _free_offscreen(self)
+        base._initialize_sim(self, xml_string)
+
     name = f"VideoPolicy_{base.__name__}"
     cls = type(base)(
         name,
         (base,),
         {"__init__": __init__, "edit_model_xml": edit_model_xml, "_reset_internal": _reset_internal,
+         "_get_observations": _get_observations, "_destroy_sim": _destroy_sim,
+         "_initialize_sim": _initialize_sim,
          "__module__": __name__, "__doc__": f"{base.__name__} with videopolicy render settings."},
     )
     # robosuite's metaclass registers every subclass by name; keep the registry to robosuite's tasks.
