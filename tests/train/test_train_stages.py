@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -145,6 +146,18 @@ def test_second_launch_with_the_same_name_resumes_in_the_same_mlflow_run(make_cf
                               filter_string="tags.`videopolicy.train_run` = 'again'")
     assert len(runs) == 1
     assert [m.step for m in client.get_metric_history(run_id, "stage1/loss")] == [2, 4, 6, 8]
+
+
+    # A checkpoint Ray Train never registered (its group died before the controller polled) still counts:
+    # the same files under a run name Ray has no record of resume from step 8, not from 0.
+    moved = tmp_path / "runs" / "unregistered" / "checkpoint_copied"
+    shutil.copytree(second.checkpoint_dir, moved)
+    progress2 = tmp_path / "progress2"
+    third = run_training(_spec("stage1", make_cfg(stage1={"steps": 10, "batch_size": 2, "checkpoint_every": 2,
+                                                          "log_every": 2}),
+                               clips, tmp_path, "unregistered", progress_dir=str(progress2)))
+    assert third.step == 10
+    assert [line["step"] for line in _progress(progress2 / "rank0.jsonl")] == [10]
 
 
 @pytest.mark.parametrize("method", ["joint", "no_video_tuning", "dp_resnet"])

@@ -67,6 +67,25 @@ def read_trainer_state(ckpt_dir: str | Path) -> dict[str, Any]:
     return torch.load(Path(ckpt_dir) / STATE_FILE, map_location="cpu", weights_only=False)
 
 
+def local_checkpoints(storage_path: str, name: str) -> list[tuple[int, Path]]:
+    """(step, dir) of run `name`'s checkpoints in local storage, newest first ([] for s3:// storage).
+
+    Includes checkpoints Ray Train never registered: a worker persists its checkpoint inside
+    ``ray.train.report``, but the controller records it only when it next polls the workers, so a
+    group that dies in between restarts without it (seen under load: a restart from step 0).
+    """
+    if "://" in storage_path and not storage_path.startswith("file://"):
+        return []
+    run_dir = Path(storage_path.removeprefix("file://")).expanduser() / name
+    found = []
+    for d in run_dir.glob("checkpoint_*"):
+        try:
+            found.append((int(json.loads((d / INFO_FILE).read_text())["step"]), d))
+        except (OSError, ValueError, KeyError):
+            continue  # being copied, or not ours
+    return sorted(found, key=lambda x: x[0], reverse=True)
+
+
 def policy_model_config(policy_dir: str | Path) -> ModelConfig:
     path = Path(policy_dir) / "config.json"
     if not path.exists():

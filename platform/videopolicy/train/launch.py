@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Literal, Optional
 
 from videopolicy.config import PlatformConfig, StageRunConfig, to_dict
-from videopolicy.train.checkpoint import INFO_FILE, POLICY_DIR, TrainSetupError, check_init_checkpoint
+from videopolicy.train.checkpoint import (
+    INFO_FILE,
+    POLICY_DIR,
+    TrainSetupError,
+    check_init_checkpoint,
+    local_checkpoints,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +112,8 @@ def preflight(spec: TrainSpec) -> None:
 
 def latest_checkpoint(storage_path: str, name: str) -> Optional[Path]:
     """The newest checkpoint of run `name` in local storage, or None (used to re-attach MLflow runs)."""
-    run_dir = Path(storage_path).expanduser() / name
-    found = []
-    for d in run_dir.glob("checkpoint_*"):
-        if (d / INFO_FILE).exists():
-            found.append((json.loads((d / INFO_FILE).read_text())["step"], d))
-    return max(found)[1] if found else None
+    found = local_checkpoints(storage_path, name)
+    return found[0][1] if found else None
 
 
 def resolve_mlflow_run(spec: TrainSpec) -> Optional[str]:
@@ -119,7 +121,7 @@ def resolve_mlflow_run(spec: TrainSpec) -> Optional[str]:
     if not spec.tracking_uri:
         return spec.mlflow_run_id
     if "://" not in spec.storage_path or spec.storage_path.startswith("file://"):
-        ckpt = latest_checkpoint(spec.storage_path.removeprefix("file://"), spec.name)
+        ckpt = latest_checkpoint(spec.storage_path, spec.name)
         if ckpt is not None:
             run_id = json.loads((ckpt / INFO_FILE).read_text()).get("mlflow_run_id")
             if run_id:
@@ -165,6 +167,8 @@ def run_training(spec: TrainSpec) -> TrainResult:
     from videopolicy.train.loop import train_loop_per_worker
 
     preflight(spec)
+    if "://" not in spec.storage_path:  # workers look for checkpoints there too, from their own cwd
+        spec = dataclasses.replace(spec, storage_path=str(Path(spec.storage_path).expanduser().resolve()))
     spec = dataclasses.replace(spec, mlflow_run_id=resolve_mlflow_run(spec))
     import ray.data
 

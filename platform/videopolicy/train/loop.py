@@ -32,6 +32,7 @@ from videopolicy.store import stable_seed
 from videopolicy.train.checkpoint import (
     POLICY_DIR,
     CheckpointInfo,
+    local_checkpoints,
     read_trainer_state,
     write_checkpoint,
 )
@@ -88,6 +89,13 @@ def _log_mlflow(spec, run_id: str | None, metrics: dict[str, float], step: int) 
         log.warning("MLflow logging failed at step %d: %s", step, e)
 
 
+def _read_resume_point(d: str | Path):
+    """(CheckpointInfo, trainer state, text-embedding cache) of one checkpoint directory."""
+    from videopolicy.models import TextEmbeddingCache
+
+    return CheckpointInfo.read(d), read_trainer_state(d), TextEmbeddingCache.load(Path(d) / POLICY_DIR / "text_cache.pt")
+
+
 def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
@@ -105,14 +113,21 @@ def train_loop_per_worker(config: dict) -> None:
     ds = ClipDataset.open(spec.clips_path)
     model = _build_model(spec).set_mode(spec.mode)
     step, run_id, state = 0, spec.mlflow_run_id, None
+    found = None
     resumed = ray.train.get_checkpoint()
     if resumed is not None:
         with resumed.as_directory() as d:
-            info = CheckpointInfo.read(d)
-            state = read_trainer_state(d)
-            from videopolicy.models import TextEmbeddingCache
-
-            model.text_cache = TextEmbeddingCache.load(Path(d) / POLICY_DIR / "text_cache.pt")
+            found = _read_resume_point(d)
+    for disk_step, d in local_checkpoints(spec.storage_path, spec.name):
+        if found is not None and disk_step <= found[0].step:
+            break
+        try:  # a newer checkpoint Ray did not register (see local_checkpoints); skip one cut short
+            found = _read_resume_point(d)
+            break
+        except Exception as e:  # noqa: BLE001 - truncated file of a group killed mid-copy
+            log.warning("rank %d: skipping unreadable checkpoint %s: %s", rank, d, e)
+    if found is not None:
+        info, state, model.text_cache = found
         model.load_state_dict(state["weights"], strict=False)  # raw trainable weights (not the EMA ones)
         step, run_id = info.step, info.mlflow_run_id or run_id
         log.info("rank %d resumes at step %d", rank, step)
