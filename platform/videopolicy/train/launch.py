@@ -120,12 +120,11 @@ def resolve_mlflow_run(spec: TrainSpec) -> Optional[str]:
     """The run id this training logs to: the checkpoint's (resume), else the given one, else a new run."""
     if not spec.tracking_uri:
         return spec.mlflow_run_id
-    if "://" not in spec.storage_path or spec.storage_path.startswith("file://"):
-        ckpt = latest_checkpoint(spec.storage_path, spec.name)
-        if ckpt is not None:
-            run_id = json.loads((ckpt / INFO_FILE).read_text()).get("mlflow_run_id")
-            if run_id:
-                return run_id
+    ckpt = latest_checkpoint(spec.storage_path, spec.name)  # None on s3:// storage
+    if ckpt is not None:
+        run_id = json.loads((ckpt / INFO_FILE).read_text()).get("mlflow_run_id")
+        if run_id:
+            return run_id
     if spec.mlflow_run_id:
         return spec.mlflow_run_id
     from mlflow import MlflowClient
