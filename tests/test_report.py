@@ -82,7 +82,10 @@ def test_ablation_table_numbers_and_files(tmp_path):
     assert csv.loc["horizon_16", "Door"] == pytest.approx(0.6) and csv.loc["joint", "n_pairs"] == 80
     md = paths["md"].read_text().splitlines()
     assert md[0] == "| row | Lift | Stack | PickPlaceCan | Door | average | delta vs two_stage |"
-    assert len(md) == 2 + len(ROWS) and md[2].startswith("| two_stage | 0.90 [0.70, 0.97] |")
+    assert len(md) == 2 + len(ROWS) + 2 and md[2].startswith("| two_stage | 0.90 [0.70, 0.97] |")
+    assert md[-2] == "" and "delta vs two_stage: paired difference" in md[-1] and "Newcombe" in md[-1]  # named
+    assert "Newcombe" in paths["html"].read_text().split("<caption>")[1].split("</caption>")[0]
+    assert set(csv["delta_interval"].dropna()) == {"newcombe_hybrid_score"}
     assert paths["html"].read_text().count("<tr data-row=") == len(ROWS)
     assert str(table) == paths["md"].read_text()
 

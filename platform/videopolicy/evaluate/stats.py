@@ -122,8 +122,10 @@ class PairedDifference:
     """Success of row_a minus row_b on the same episodes (a positive delta: row_a is better).
 
     delta is the mean over tasks of the per-task paired difference (the difference of the two rows'
-    averages over the paired episodes); lo/hi a stratified paired bootstrap percentile interval;
-    mcnemar_p the exact two-sided McNemar test on the discordant pairs (a_only, b_only).
+    averages over the paired episodes); lo/hi Newcombe's hybrid score 95% interval for a paired
+    difference of proportions (`newcombe_paired`, on the task-weighted 2x2 table, see
+    `paired_difference`); mcnemar_p the exact two-sided McNemar test on the discordant pairs
+    (a_only, b_only).
     """
 
     row_a: str
@@ -136,9 +138,76 @@ class PairedDifference:
     a_only: int  # episodes row_a solved and row_b failed
     b_only: int  # episodes row_b solved and row_a failed
     dropped: int  # episodes left out because either row had an infrastructure error there
+    both: int = 0  # episodes both rows solved
+    neither: int = 0  # episodes both rows failed
+    method: str = "newcombe_hybrid_score"  # how lo/hi were computed (PAIRED_INTERVAL_LABEL says it in words)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+#: How tables and reports name the paired interval.
+PAIRED_INTERVAL_LABEL = "Newcombe hybrid score 95% interval for paired proportions (Newcombe 1998, method 10)"
+
+
+def _wilson_real(k: float, n: float, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for k successes out of n, k and n real (task-weighted counts); exact 0 / 1
+    at k == 0 / k == n."""
+    p = k / n
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(max(p * (1 - p), 0.0) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    lo = 0.0 if k <= 0 else max(0.0, centre - half)
+    hi = 1.0 if k >= n else min(1.0, centre + half)
+    return lo, hi
+
+
+def newcombe_paired(both: float, a_only: float, b_only: float, neither: float,
+                    z: float = Z95) -> tuple[float, float, float]:
+    """(theta, lo, hi): Newcombe's hybrid score interval for a difference of paired proportions.
+
+    Newcombe RG (1998), "Improved confidence intervals for the difference between binomial
+    proportions based on paired data", Statistics in Medicine 17:2635-2650, method 10. With the
+    paired 2x2 table (row a's outcome x row b's outcome)
+
+        e = both succeed, f = only a succeeds, g = only b succeeds, h = both fail, n = e + f + g + h
+        p1 = (e + f) / n  (a's success rate),   p2 = (e + g) / n  (b's),   theta = p1 - p2 = (f - g) / n
+        (l1, u1), (l2, u2) = Wilson score intervals of e + f and of e + g successes out of n
+
+    and phi the correlation of the two marginal rates, with a continuity correction:
+
+        A = (e + f)(g + h)(e + g)(f + h),   B = e*h - f*g
+        C = B - n/2 if B > n/2;  C = 0 if 0 <= B <= n/2;  C = B if B < 0
+        phi = C / sqrt(A), and phi = 0 when any of the four marginal sums is 0 (A = 0)
+
+    the limits are
+
+        lo = theta - sqrt((p1 - l1)^2 - 2 phi (p1 - l1)(u2 - p2) + (u2 - p2)^2)
+        hi = theta + sqrt((u1 - p1)^2 - 2 phi (u1 - p1)(p2 - l2) + (p2 - l2)^2)
+
+    Unlike a Wald or bootstrap interval it never collapses to zero width: with every outcome equal
+    it still spans about +-z^2 / (n + z^2) (+-0.66 at n = 2). Counts may be real (task-weighted).
+    n == 0 gives (nan, -1, 1).
+    """
+    e, f, g, h = (float(x) for x in (both, a_only, b_only, neither))
+    if min(e, f, g, h) < 0:
+        raise ValueError(f"newcombe_paired: counts must be >= 0, got {(both, a_only, b_only, neither)}")
+    n = e + f + g + h
+    if n == 0:
+        return math.nan, -1.0, 1.0
+    p1, p2 = (e + f) / n, (e + g) / n
+    l1, u1 = _wilson_real(e + f, n, z)
+    l2, u2 = _wilson_real(e + g, n, z)
+    a = (e + f) * (g + h) * (e + g) * (f + h)
+    b = e * h - f * g
+    c = b - n / 2 if b > n / 2 else (0.0 if b >= 0 else b)
+    phi = c / math.sqrt(a) if a > 0 else 0.0
+    theta = (f - g) / n
+    d1, d2 = p1 - l1, u2 - p2
+    lo = theta - math.sqrt(max(d1 * d1 - 2 * phi * d1 * d2 + d2 * d2, 0.0))
+    d1, d2 = u1 - p1, p2 - l2
+    hi = theta + math.sqrt(max(d1 * d1 - 2 * phi * d1 * d2 + d2 * d2, 0.0))
+    return theta, max(-1.0, lo), min(1.0, hi)
 
 
 def mcnemar_exact(a_only: int, b_only: int) -> float:
@@ -162,9 +231,15 @@ def _outcomes(df: pd.DataFrame, row: str) -> pd.DataFrame:
     return part.set_index("episode_key")[["task", "status", "success"]]
 
 
-def paired_difference(df: pd.DataFrame, row_a: str, row_b: str, n_boot: int = 2000,
-                      seed: int = 0) -> PairedDifference:
+def paired_difference(df: pd.DataFrame, row_a: str, row_b: str, z: float = Z95) -> PairedDifference:
     """Paired comparison of two rows on the same episodes (matched by episode_key).
+
+    delta is the mean over tasks of the per-task paired difference (every task weighs the same, as
+    in `mean_over_tasks`). The interval is `newcombe_paired` on the 2x2 table of paired outcomes,
+    each pair of task t weighted w_t = n_eff / (T n_t) with n_eff = T^2 / sum(1 / n_t): the weighted
+    cells sum to n_eff and their proportions are the means over tasks of the per-task proportions,
+    so theta equals delta. With the same number of pairs in every task (the protocol) w_t = 1 and
+    this is exactly Newcombe's interval on the pooled counts.
 
     Raises EpisodeMismatchError when the rows were evaluated on different episode sets. Episodes
     where either row had an infrastructure error are dropped from both (counted in `dropped`).
@@ -178,23 +253,19 @@ def paired_difference(df: pd.DataFrame, row_a: str, row_b: str, n_boot: int = 20
             f"{len(only_b)} only in {row_b!r} (e.g. {list(only_b[:3])}); "
             f"a paired delta needs the same eval suite, tasks, episodes_per_task and seed")
     b = b.loc[a.index]
-    both = (a["status"] == "done") & (b["status"] == "done")
-    sa = a["success"][both].astype(bool).to_numpy()
-    sb = b["success"][both].astype(bool).to_numpy()
-    tasks = a["task"][both].to_numpy()
-    diff = sa.astype(np.int8) - sb.astype(np.int8)
-    a_only, b_only = int((diff == 1).sum()), int((diff == -1).sum())
-    p = mcnemar_exact(a_only, b_only)
-    if len(diff) == 0:
-        return PairedDifference(row_a, row_b, float("nan"), -1.0, 1.0, p, 0, 0, 0, int((~both).sum()))
-    groups = [diff[tasks == t] for t in pd.unique(tasks)]
-    delta = float(np.mean([g.mean() for g in groups]))
-    rng = np.random.default_rng(seed)
-    boot = np.zeros(n_boot)
-    for g in groups:  # stratified: resample pairs within each task, then average over tasks
-        idx = rng.integers(0, len(g), size=(n_boot, len(g)))
-        boot += g[idx].mean(axis=1)
-    boot /= len(groups)
-    lo, hi = np.quantile(boot, [0.025, 0.975])
-    return PairedDifference(row_a, row_b, delta, float(lo), float(hi), p, len(diff), a_only, b_only,
-                            int((~both).sum()))
+    ok = (a["status"] == "done") & (b["status"] == "done")
+    sa = a["success"][ok].astype(bool).to_numpy()
+    sb = b["success"][ok].astype(bool).to_numpy()
+    tasks = a["task"][ok].to_numpy()
+    cells = np.stack([sa & sb, sa & ~sb, ~sa & sb, ~sa & ~sb], axis=1)  # e, f, g, h per pair
+    e, f, g, h = (int(x) for x in cells.sum(axis=0))
+    p = mcnemar_exact(f, g)
+    dropped = int((~ok).sum())
+    if len(cells) == 0:
+        return PairedDifference(row_a, row_b, math.nan, -1.0, 1.0, p, 0, 0, 0, dropped)
+    per_task = [cells[tasks == t] for t in pd.unique(tasks)]
+    delta = float(np.mean([(c[:, 1].sum() - c[:, 2].sum()) / len(c) for c in per_task]))
+    n_eff = len(per_task) ** 2 / sum(1.0 / len(c) for c in per_task)
+    weighted = sum(c.sum(axis=0) * (n_eff / (len(per_task) * len(c))) for c in per_task)
+    _, lo, hi = newcombe_paired(*weighted, z=z)
+    return PairedDifference(row_a, row_b, delta, lo, hi, p, len(cells), f, g, dropped, e, h)

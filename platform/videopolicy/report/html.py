@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from videopolicy.evaluate.stats import mean_over_tasks, success_table
+from videopolicy.evaluate.stats import PAIRED_INTERVAL_LABEL, mean_over_tasks, success_table
 from videopolicy.report.rows import AXES, RowInfo
 from videopolicy.report.svg import Interval, forest, grouped_bars, line_chart
 from videopolicy.report.table import TABLE_CSS, AblationTable, ablation_table
@@ -110,8 +110,8 @@ def delta_section(table: AblationTable) -> str:
     items = [(row, Interval(d.delta, d.lo, d.hi), f"p={d.mcnemar_p:.2g}, n={d.n_pairs}")
              for row, d in table.deltas.items() if not math.isnan(d.delta)]
     skipped = [row for row in table.rows if row != table.reference_row and row not in table.deltas]
-    note = (f"Each row minus {table.reference_row} on the same episodes: stratified paired bootstrap 95% "
-            "interval, exact McNemar p.")
+    note = (f"Each row minus {table.reference_row} on the same episodes: {PAIRED_INTERVAL_LABEL}, "
+            "exact McNemar p.")
     if skipped:
         note += " Not comparable (different episodes): " + ", ".join(skipped) + "."
     if not items:
@@ -130,7 +130,7 @@ def axes_section(rows: list[RowInfo]) -> str:
 
 
 def build_report(results: pd.DataFrame, rows: list[RowInfo], out_dir: str | Path, reference_row: str | None = None,
-                 title: str = "Video Policy ablation", n_boot: int = 2000, seed: int = 0) -> dict[str, Path]:
+                 title: str = "Video Policy ablation") -> dict[str, Path]:
     """Write report.html and the ablation table (ablation.csv / .md / .html) into out_dir.
 
     results: per-episode records of every row (harness schema + `row`); rows: the sweep's rows in
@@ -143,7 +143,7 @@ def build_report(results: pd.DataFrame, rows: list[RowInfo], out_dir: str | Path
     if missing:
         raise ValueError(f"build_report: no results for row(s) {missing}")
     rows = rows or [RowInfo(n) for n in names]
-    table = ablation_table(results, reference_row=reference_row, rows=names, n_boot=n_boot, seed=seed)
+    table = ablation_table(results, reference_row=reference_row, rows=names)
     paths = table.save(out)
     done = int((results["status"] == "done").sum())
     infra = int((results["status"] != "done").sum())
@@ -153,7 +153,8 @@ def build_report(results: pd.DataFrame, rows: list[RowInfo], out_dir: str | Path
     body = "".join([
         header,
         _section("table", "Ablation table", table.to_html(),
-                 "Success rate [Wilson 95% interval] per task; average over tasks; paired delta vs the reference row."),
+                 "Success rate [Wilson 95% interval] per task; average over tasks; paired delta vs the reference row "
+                 f"[{PAIRED_INTERVAL_LABEL}]."),
         success_section(results, table),
         horizon_section(results, rows, reference_row),
         transfer_section(results, rows, table.tasks),

@@ -1,5 +1,6 @@
 """The ablation table, like the paper's: rows x tasks (success with a Wilson 95% interval), the
-average over tasks with its interval, and the paired delta of every row against a reference row.
+average over tasks with its interval, and the paired delta of every row against a reference row
+(Newcombe's hybrid score 95% interval for paired proportions, exact McNemar p).
 
 Saved as CSV (numbers), Markdown and HTML (formatted cells); `str(table)` is what the sweep prints.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from videopolicy.evaluate.stats import (
+    PAIRED_INTERVAL_LABEL,
     EpisodeMismatchError,
     PairedDifference,
     paired_difference,
@@ -50,12 +52,21 @@ class AblationTable:
     def delta_column(self) -> str:
         return f"delta vs {self.reference_row}" if self.reference_row else "delta"
 
+    @property
+    def caption(self) -> str:
+        """What the cells mean, printed under the table (the intervals are named, not implied)."""
+        text = "Success rate [Wilson 95% interval] per task and for the average over tasks."
+        if self.reference_row:
+            text += (f" {self.delta_column}: paired difference on the same episodes "
+                     f"[{PAIRED_INTERVAL_LABEL}], exact McNemar p.")
+        return text
+
     def to_markdown(self) -> str:
         cols = list(self.cells.columns)
         lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
         for rec in self.cells.itertuples(index=False):
             lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in rec) + " |")
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n\n" + self.caption + "\n"
 
     def to_html(self) -> str:
         head = "".join(f"<th>{html.escape(c)}</th>" for c in self.cells.columns)
@@ -65,7 +76,7 @@ class AblationTable:
             cls = ' class="reference"' if row == self.reference_row else ""
             tds = "".join(f"<td>{html.escape(str(v))}</td>" for v in rec[1:])
             body.append(f'<tr data-row="{html.escape(row)}"{cls}><th scope="row">{html.escape(row)}</th>{tds}</tr>')
-        return (f'<table class="ablation"><thead><tr>{head}</tr></thead>'
+        return (f'<table class="ablation"><caption>{html.escape(self.caption)}</caption><thead><tr>{head}</tr></thead>'
                 f'<tbody>{"".join(body)}</tbody></table>')
 
     def __str__(self) -> str:
@@ -85,11 +96,12 @@ class AblationTable:
 
 TABLE_CSS = ("table.ablation{border-collapse:collapse;font:13px system-ui,sans-serif}"
              "table.ablation th,table.ablation td{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-             "table.ablation th[scope=row]{text-align:left}table.ablation tr.reference{background:#f3f6fb}")
+             "table.ablation th[scope=row]{text-align:left}table.ablation tr.reference{background:#f3f6fb}"
+             "table.ablation caption{caption-side:bottom;text-align:left;color:#555;padding-top:4px}")
 
 
 def ablation_table(results: pd.DataFrame, reference_row: str | None = None, rows: list[str] | None = None,
-                   tasks: list[str] | None = None, n_boot: int = 2000, seed: int = 0) -> AblationTable:
+                   tasks: list[str] | None = None) -> AblationTable:
     """The paper-style table from the per-episode frame (all rows, harness schema plus `row`).
 
     rows / tasks: their order (default: order of appearance). A row that was not evaluated on the
@@ -124,12 +136,13 @@ def ablation_table(results: pd.DataFrame, reference_row: str | None = None, rows
         d = None
         if reference_row is not None and row != reference_row:
             try:
-                d = deltas[row] = paired_difference(results, row, reference_row, n_boot=n_boot, seed=seed)
+                d = deltas[row] = paired_difference(results, row, reference_row)
             except EpisodeMismatchError as e:
                 notes[row] = "different episodes"
                 notes[f"{row}:error"] = str(e)
         num.update({"delta": d.delta if d else math.nan, "delta_lo": d.lo if d else math.nan,
-                    "delta_hi": d.hi if d else math.nan, "mcnemar_p": d.mcnemar_p if d else math.nan,
+                    "delta_hi": d.hi if d else math.nan, "delta_interval": d.method if d else "",
+                    "mcnemar_p": d.mcnemar_p if d else math.nan,
                     "n_pairs": d.n_pairs if d else 0})
         cell["delta"] = fmt_delta(d, row == reference_row, notes.get(row, ""))
         numeric.append(num)
