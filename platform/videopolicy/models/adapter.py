@@ -9,13 +9,15 @@ projection of the noise-level embedding (the video U-Net's time embedding of the
 At svd-xt sizes (32x32 latents, 3 cameras x 8 frames): 205.8M parameters, output 420 x 1 x 4 x 4 = 6720.
 The per-camera branches run as grouped 3D convolutions (cameras stacked along channels): the same
 parameters as the authors' separate modules, a third of the kernel launches. GroupNorm group counts
-follow a rule (<= 10 groups, >= 4 channels each) rather than the authors' per-layer choices; parameter
-counts do not depend on them.
+are per stage (``AdapterConfig.*_groups``): the svd-xt preset uses the authors' per-layer values, so
+their released adapter loads (``models.convert_sgm``); left unset (tiny) they follow a rule (<= 10
+groups, >= 4 channels each). Parameter counts do not depend on them.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 from torch import nn
@@ -41,10 +43,10 @@ class Bottleneck3D(nn.Module):
     """
 
     def __init__(self, c_in: int, c_out: int, emb_dim: int, expansion: int, stride: int = 1,
-                 temporal_stride: int = 1, groups: int = 1):
+                 temporal_stride: int = 1, groups: int = 1, norm_groups: Optional[int] = None):
         super().__init__()
         mid, n = c_out // expansion, groups
-        g = _groups(mid)
+        g = norm_groups or _groups(mid)  # per camera; the output norms use g * expansion
         self.reduce = nn.Sequential(nn.Conv3d(n * c_in, n * mid, 1, groups=n, bias=False),
                                     nn.GroupNorm(n * g, n * mid), nn.SiLU())
         self.emb = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, n * mid))
@@ -70,11 +72,11 @@ class Stage(nn.Module):
     """`blocks` bottlenecks; only the first changes width or strides."""
 
     def __init__(self, c_in: int, c_out: int, emb_dim: int, blocks: int, expansion: int, stride: int = 1,
-                 temporal_stride: int = 1, groups: int = 1):
+                 temporal_stride: int = 1, groups: int = 1, norm_groups: Optional[int] = None):
         super().__init__()
         self.blocks = nn.ModuleList(
             [Bottleneck3D(c_in if i == 0 else c_out, c_out, emb_dim, expansion, stride if i == 0 else 1,
-                          temporal_stride if i == 0 else 1, groups) for i in range(blocks)])
+                          temporal_stride if i == 0 else 1, groups, norm_groups) for i in range(blocks)])
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
@@ -97,24 +99,27 @@ class CameraBranches(nn.Module):
         super().__init__()
         e, n, v = cfg.bottleneck_expansion, cfg.blocks_per_stage, cameras
         widths, merges = cfg.branch_widths, cfg.merge_widths
+        groups = {name: [g for g, _, _ in stages] for name, stages in cfg.stage_groups().items()}
         self.cameras = cameras
         self.main = nn.ModuleList()
         self.merge = nn.ModuleList()
         c = taps[0].channels
         for k in range(len(taps)):
             if k > 0:
-                self.merge.append(Stage(taps[k].channels, merges[k - 1], emb_dim, n, e, groups=v))
+                self.merge.append(Stage(taps[k].channels, merges[k - 1], emb_dim, n, e, groups=v,
+                                        norm_groups=groups["merge_groups"][k - 1]))
                 c = c + merges[k - 1]
             # stride brings the path to the next tap's resolution (1 after the last tap)
             nxt = taps[k + 1].downsample if k + 1 < len(taps) else taps[k].downsample
             ratio = nxt // taps[k].downsample
             if ratio * taps[k].downsample != nxt or ratio < 1:
                 raise ValueError(f"taps must be ordered fine to coarse with integer ratios; got {taps}")
-            self.main.append(Stage(c, widths[k], emb_dim, n, e, stride=ratio, groups=v))
+            self.main.append(Stage(c, widths[k], emb_dim, n, e, stride=ratio, groups=v,
+                                   norm_groups=groups["branch_groups"][k]))
             c = widths[k]
         self.tail = nn.ModuleList()
-        for w in cfg.branch_tail_widths:
-            self.tail.append(Stage(c, w, emb_dim, n, e, groups=v))
+        for w, g in zip(cfg.branch_tail_widths, groups["branch_tail_groups"]):
+            self.tail.append(Stage(c, w, emb_dim, n, e, groups=v, norm_groups=g))
             c = w
         self.out_channels = c * cameras
 
@@ -141,16 +146,17 @@ class Adapter(nn.Module):
         self.branches = CameraBranches(ordered, cfg, emb_dim, num_cameras)
         c = self.branches.out_channels
         e, n = cfg.bottleneck_expansion, cfg.blocks_per_stage
+        groups = {name: [g for g, _, _ in stages] for name, stages in cfg.stage_groups().items()}
         trunk = []
-        for w in cfg.fuse_widths:
-            trunk.append(Stage(c, w, emb_dim, n, e))
+        for w, g in zip(cfg.fuse_widths, groups["fuse_groups"]):
+            trunk.append(Stage(c, w, emb_dim, n, e, norm_groups=g))
             c = w
-        for _ in range(cfg.refine_stages):
-            trunk.append(Stage(c, c, emb_dim, n, 2))
-        for _ in range(cfg.temporal_stages):
-            trunk.append(Stage(c, c, emb_dim, cfg.temporal_blocks_per_stage, 2, temporal_stride=2))
+        for g in groups["refine_groups"]:
+            trunk.append(Stage(c, c, emb_dim, n, 2, norm_groups=g))
+        for g in groups["temporal_groups"]:
+            trunk.append(Stage(c, c, emb_dim, cfg.temporal_blocks_per_stage, 2, temporal_stride=2, norm_groups=g))
         self.trunk = nn.ModuleList(trunk)
-        self.norm = nn.GroupNorm(_groups(c // 2) * 2, c)
+        self.norm = nn.GroupNorm(cfg.norm_groups or _groups(c // 2) * 2, c)
         t = max(frames_per_camera, 1)
         for _ in range(cfg.temporal_stages):
             t = (t - 1) // 2 + 1  # kernel 3, padding 1, stride 2

@@ -157,9 +157,56 @@ class AdapterConfig:
     blocks_per_stage: Optional[int] = None
     temporal_blocks_per_stage: Optional[int] = None
     bottleneck_expansion: int = 4
+    # GroupNorm groups of each stage's bottleneck (its reduce and 3x3x3 convs; the output and shortcut
+    # norms use groups x expansion), one per stage of the matching *_widths / stage count. None: a rule
+    # (<= 10 groups, >= 4 channels each). svd-xt: the authors' VideoResNet values, so their weights load.
+    branch_groups: Optional[tuple[int, ...]] = None  # authors' layer1-5_c: 10
+    merge_groups: Optional[tuple[int, ...]] = None  # layer2-5_c_cat: 10
+    branch_tail_groups: Optional[tuple[int, ...]] = None  # layer6_c: 8, layer7_c: 6
+    fuse_groups: Optional[tuple[int, ...]] = None  # layer8-12: 10, 8, 6, 5, 5
+    refine_groups: Optional[tuple[int, ...]] = None  # layer13-14: 7, 7 (expansion 2)
+    temporal_groups: Optional[tuple[int, ...]] = None  # layer15-17: 7, 7, 7 (expansion 2)
+    norm_groups: Optional[int] = None  # the final GroupNorm over the output channels: 14
+
+    def stage_groups(self) -> dict[str, tuple[tuple[Optional[int], int, int], ...]]:
+        """Per group field: (groups or None, bottleneck width, expansion) of each of its stages."""
+        e, out = self.bottleneck_expansion, (self.fuse_widths or (0,))[-1]
+        spec = {"branch_groups": (self.branch_widths, e), "merge_groups": (self.merge_widths, e),
+                "branch_tail_groups": (self.branch_tail_widths, e), "fuse_groups": (self.fuse_widths, e),
+                "refine_groups": ((out,) * (self.refine_stages or 0), 2),
+                "temporal_groups": ((out,) * self.temporal_stages, 2)}
+        result = {}
+        for name, (widths, exp) in spec.items():
+            groups = getattr(self, name)
+            widths = tuple(widths or ())
+            result[name] = tuple((None if groups is None else groups[i] if i < len(groups) else -1, w // exp, exp)
+                                 for i, w in enumerate(widths))
+        return result
+
+    def _group_errors(self) -> list[str]:
+        errs = []
+        needs = {"branch_groups": ("branch_widths",), "merge_groups": ("merge_widths",),
+                 "branch_tail_groups": ("branch_tail_widths",), "fuse_groups": ("fuse_widths",),
+                 "refine_groups": ("fuse_widths", "refine_stages"), "temporal_groups": ("fuse_widths",)}
+        for name, stages in self.stage_groups().items():
+            groups = getattr(self, name)
+            if groups is None or any(getattr(self, w) is None for w in needs[name]):
+                continue  # unresolved (the preset fills the widths): checked again once resolved
+            if len(groups) != len(stages):
+                errs.append(f"{name}: needs one group count per stage ({len(stages)}), got {len(groups)}")
+                continue
+            for g, width, _ in stages:
+                if g <= 0 or (width and width % g):
+                    errs.append(f"{name}: {g} groups do not divide the bottleneck width {width}")
+                    break
+        if self.norm_groups is not None and self.fuse_widths:
+            out = self.fuse_widths[-1]
+            if self.norm_groups <= 0 or out % self.norm_groups:
+                errs.append(f"norm_groups: {self.norm_groups} does not divide the output width {out}")
+        return errs
 
     def validate(self) -> list[str]:
-        errs = []
+        errs = self._group_errors()
         if not self.taps:
             errs.append("taps: at least one feature tap is needed")
         if len(set(self.taps)) != len(self.taps):
@@ -348,6 +395,7 @@ class ModelConfig:
     frames_per_camera: int = 8  # T; 0 = the paper's horizon-0 row (each camera predicts its current frame)
     image_size: int = 128  # pixels (256 in the paper); latents are image_size / 8
     init_seed: int = 0  # random init of every part not loaded from `pretrained`
+    allow_random_init: bool = False  # svd-xt without pretrained weights is refused unless this is true
     unet: VideoUNetConfig = field(default_factory=VideoUNetConfig)
     text: TextConfig = field(default_factory=TextConfig)
     vae: VAEConfig = field(default_factory=VAEConfig)
@@ -452,7 +500,10 @@ def _svd_xt() -> ModelConfig:
         vae=VAEConfig(block_out_channels=(128, 256, 512, 512), layers_per_block=2),
         adapter=AdapterConfig(branch_widths=(320, 640, 1280, 1280, 1280), merge_widths=(320, 640, 640, 640),
                               branch_tail_widths=(864, 576), fuse_widths=(1280, 960, 720, 540, 420),
-                              refine_stages=2, blocks_per_stage=2, temporal_blocks_per_stage=4),
+                              refine_stages=2, blocks_per_stage=2, temporal_blocks_per_stage=4,
+                              branch_groups=(10,) * 5, merge_groups=(10,) * 4, branch_tail_groups=(8, 6),
+                              fuse_groups=(10, 8, 6, 5, 5), refine_groups=(7, 7), temporal_groups=(7, 7, 7),
+                              norm_groups=14),
         action_head=ActionHeadConfig(down_dims=(256, 512, 1024), step_embed_dim=256),
         baseline=BaselineConfig(embedding_size=64, hidden_sizes=(64, 128, 256, 512)),
     )
