@@ -16,6 +16,7 @@ import textwrap
 import threading
 import time
 
+import pandas as pd
 import pytest
 
 from videopolicy.config import config_from_dict
@@ -61,6 +62,12 @@ def test_expert_through_the_server_succeeds(expert_run):
         assert len(data) > 1000 and data[4:8] == b"ftyp"
     ev = (out / "evaluation.json").read_text()
     assert "mujoco" in ev and df.protocol_hash.iloc[0] in ev
+    # the sentence each episode's policy was conditioned on is recorded, in the ledger and the episodes
+    # table (robosuite envs report none: the task sentence, which is the demos' own; see test_demo_replay)
+    from videopolicy.data.experts import TASK_INSTRUCTIONS
+
+    assert (df.instruction == df.task.map(TASK_INSTRUCTIONS)).all(), df[["task", "instruction"]]
+    assert (pd.read_csv(out / "results.csv").instruction == df.instruction).all()
 
 
 def test_random_policy_is_near_zero(ray_cluster, tmp_path):
@@ -196,6 +203,13 @@ def test_demo_replay_reproduces_the_recordings(ray_cluster, tmp_path):
         with DemoFile(demos[r.task]) as f:
             assert r.steps <= f.length(f.demo_names()[r.index]) - 10 + 1
     assert df.policy_id.str.startswith("replay:x16:").all()
+    # evaluation conditions the policy on exactly the sentence training read from these demos (one
+    # source of truth: a paraphrase at evaluation is out-of-distribution text for the model)
+    sources = {s.task: s for s in demo_sources(cfg)}
+    for r in df.itertuples():
+        with DemoFile(sources[r.task].path, language=sources[r.task].language) as f:
+            trained = f.language(f.demo_names()[r.index])  # what data/clips.py puts in the clips
+        assert r.instruction == trained, (r.task, r.instruction, trained)
 
     # the same recordings on other scenes (the eval episodes' seeds): open loop, the cubes are elsewhere
     moved = dataclasses.replace(plan.specs[0], seed=plan.specs[0].seed + 1)

@@ -42,6 +42,39 @@ def test_ledger_transitions_count_each_episode_once(tmp_path):
     assert not recs[b.key]["success"] and recs[a.key]["success"] and recs[a.key]["steps"] == 10
 
 
+def test_ledger_records_each_episodes_instruction_and_upgrades_an_old_ledger(tmp_path):
+    import sqlite3
+
+    from videopolicy.evaluate.ledger import RESULT_COLUMNS
+
+    # a ledger written before the instruction column existed (the schema of the previous version)
+    old = tmp_path / "old.sqlite"
+    db = sqlite3.connect(old)
+    db.executescript("""CREATE TABLE episodes (episode_key TEXT NOT NULL, policy_id TEXT NOT NULL,
+        policy_seed INTEGER NOT NULL, protocol_hash TEXT NOT NULL, suite TEXT NOT NULL, task TEXT NOT NULL,
+        scene TEXT NOT NULL, idx INTEGER NOT NULL, seed INTEGER NOT NULL, ord INTEGER NOT NULL,
+        status TEXT NOT NULL, lease_owner TEXT, heartbeat REAL, attempts INTEGER NOT NULL DEFAULT 0,
+        success INTEGER, steps INTEGER, failure_reason TEXT, video_path TEXT, wall_s REAL, details TEXT,
+        updated REAL NOT NULL, PRIMARY KEY (episode_key, policy_id, policy_seed, protocol_hash));""")
+    spec = _specs(2)
+    db.execute("INSERT INTO episodes VALUES (?,?,?,?,?,?,?,?,?,0,'done',NULL,NULL,1,1,9,NULL,NULL,1.0,NULL,0)",
+               (spec[0].key, RUN.policy_id, RUN.policy_seed, RUN.protocol_hash, "robosuite", "Lift", "default", 0,
+                spec[0].seed))
+    db.commit()
+    db.close()
+    led = Ledger(old)
+    led.add(RUN, spec)
+    e = led.lease(RUN, "A")
+    assert e.key == spec[1].key
+    assert led.complete(RUN, "A", e.key, False, 5, "timeout", None, 1.0, {},
+                        instruction="pick up the red cube from the counter")
+    recs = {r["episode_key"]: r for r in led.records(RUN)}
+    assert list(recs[e.key])[:-1] == RESULT_COLUMNS  # the result schema, then details
+    assert recs[e.key]["instruction"] == "pick up the red cube from the counter"
+    assert recs[spec[0].key]["instruction"] is None and recs[spec[0].key]["steps"] == 9  # old record kept
+    assert Ledger(old).records(RUN) == led.records(RUN)  # reopening an upgraded ledger changes nothing
+
+
 def test_stale_leases_are_reclaimed_and_the_old_owner_loses_them(tmp_path):
     led = Ledger(tmp_path / "l.sqlite")
     led.add(RUN, _specs(1))

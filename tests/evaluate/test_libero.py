@@ -91,6 +91,48 @@ def test_episodes_run_in_the_libero_venv(suite, task_index):
     assert env.client.proc.returncode == 0
 
 
+class _RecordingPolicy:
+    """Records the sentence of every request; zeros for the first chunk, then a non-finite chunk, so
+    the worker ends the episode itself (``invalid_action``) after `steps` steps instead of 520."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def act(self, requests):
+        self.texts += [r.text for r in requests]
+        fill = 0.0 if len(self.texts) == 1 else np.nan
+        return [np.full((32, 7), fill, dtype=np.float32) for _ in requests]
+
+
+def test_the_policy_gets_the_sentence_the_episodes_env_reports(suite, monkeypatch):
+    """The worker conditions the policy on the LIBERO env's own language (the task's BDDL ``:language``,
+    which is also what LIBERO's demo files carry as problem_info) and returns it for the ledger; the
+    suite's task-level sentence is only the fallback for envs that report none."""
+    import re
+
+    from videopolicy.evaluate.policies import PolicySpec
+    from videopolicy.evaluate.worker import SimWorker
+    from videopolicy.sim.bridge import site_packages
+
+    task = TASKS[3][0]
+    bddl = site_packages(suite.python) / "libero" / "libero" / "bddl_files" / "libero_10" / f"{task}.bddl"
+    (env_sentence,) = re.findall(r"\(:language\s+([^)]*)\)", bddl.read_text())
+    env_sentence = " ".join(env_sentence.split())
+    assert env_sentence == "put the black bowl in the bottom drawer of the cabinet and close it"
+
+    worker = SimWorker("libero10", None, PolicySpec.parse("random"), execute_steps=2, policy_seed=0)
+    # a task-level sentence that differs from the env's: where the text comes from must be visible
+    monkeypatch.setattr(worker.suite, "instruction", lambda t: "the task-level fallback sentence")
+    worker.local_policy = policy = _RecordingPolicy()
+    try:
+        res = worker.run_episode(suite.episodes(task, 1, eval_seed=0)[0])
+    finally:
+        worker._drop_env()
+    assert res["steps"] == 2 and res["failure_reason"] == "invalid_action" and not res["success"]
+    assert policy.texts == [env_sentence, env_sentence]  # every request of the episode
+    assert res["instruction"] == env_sentence  # what the harness writes to the ledger and episodes table
+
+
 def _table_at_bottom(img: np.ndarray) -> bool:
     """Upright = OpenGL flip undone: in this scene's agentview the wooden table fills the bottom rows
     and the top rows show the robot and the dark background (measured 0.96 vs 0.02 brown pixels)."""

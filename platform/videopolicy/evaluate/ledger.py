@@ -29,8 +29,10 @@ STATUSES = ("pending", "leased", "done", "infra_error")
 #: The per-episode result schema (the stats/report helpers and the sweep rely on exactly these).
 RESULT_COLUMNS = [
     "suite", "task", "scene", "index", "seed", "episode_key", "policy_id", "policy_seed", "protocol_hash",
-    "status", "success", "steps", "failure_reason", "video_path", "attempts", "wall_s",
+    "status", "success", "steps", "failure_reason", "video_path", "attempts", "wall_s", "instruction",
 ]
+# instruction: the sentence the policy was conditioned on in that episode (the env's own episode
+# language where the suite has one, RoboCasa / LIBERO; the suite's task sentence otherwise)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS episodes (
@@ -49,6 +51,7 @@ CREATE TABLE IF NOT EXISTS episodes (
     failure_reason TEXT,
     video_path    TEXT,
     wall_s        REAL,
+    instruction   TEXT,                        -- the sentence the policy was given (see RESULT_COLUMNS)
     details       TEXT,                        -- JSON: timings (sim, policy wait), worker, errors
     updated       REAL NOT NULL,
     PRIMARY KEY (episode_key, policy_id, policy_seed, protocol_hash)
@@ -75,6 +78,16 @@ class Ledger:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(_SCHEMA)
+        self._add_column("instruction", "TEXT")  # ledgers written before it existed: old records read NULL
+
+    def _add_column(self, name: str, decl: str) -> None:
+        if name in {row[1] for row in self.db.execute("PRAGMA table_info(episodes)")}:
+            return
+        try:
+            self.db.execute(f"ALTER TABLE episodes ADD COLUMN {name} {decl}")
+        except sqlite3.OperationalError:  # another driver added it first
+            if name not in {row[1] for row in self.db.execute("PRAGMA table_info(episodes)")}:
+                raise
 
     def close(self) -> None:
         self.db.close()
@@ -147,8 +160,10 @@ class Ledger:
                  (now, owner, run.policy_id, run.policy_seed, run.protocol_hash, *keys))
 
     def complete(self, run: RunKey, owner: str, key: str, success: bool, steps: int,
-                 failure_reason: Optional[str], video_path: Optional[str], wall_s: float, details: dict) -> bool:
+                 failure_reason: Optional[str], video_path: Optional[str], wall_s: float, details: dict,
+                 instruction: Optional[str] = None) -> bool:
         """leased -> done, only if `owner` still holds the lease; False (nothing written) otherwise.
+        `instruction`: the sentence the policy was conditioned on in this episode.
 
         Earlier infrastructure errors of this episode stay in ``details["infra_errors"]``."""
         ident = (key, run.policy_id, run.policy_seed, run.protocol_hash, owner)
@@ -161,9 +176,9 @@ class Ledger:
                 return False
             merged = {**(json.loads(row[0]) if row[0] else {}), **details}
             self._tx(f"UPDATE episodes SET status='done', success=?, steps=?, failure_reason=?, video_path=?, "
-                     f"wall_s=?, details=?, lease_owner=NULL, updated=? WHERE {guard}",
-                     (int(bool(success)), int(steps), failure_reason, video_path, float(wall_s), json.dumps(merged),
-                      time.time(), *ident))
+                     f"wall_s=?, instruction=?, details=?, lease_owner=NULL, updated=? WHERE {guard}",
+                     (int(bool(success)), int(steps), failure_reason, video_path, float(wall_s), instruction,
+                      json.dumps(merged), time.time(), *ident))
             self._tx("COMMIT")
         except BaseException:
             self._tx("ROLLBACK")
@@ -217,7 +232,7 @@ class Ledger:
         where, args = self._where(run, keys)
         cur = self._tx(
             "SELECT suite, task, scene, idx, seed, episode_key, policy_id, policy_seed, protocol_hash, status, "
-            "success, steps, failure_reason, video_path, attempts, wall_s, details FROM episodes "
+            "success, steps, failure_reason, video_path, attempts, wall_s, instruction, details FROM episodes "
             f"WHERE {where} AND status IN ('done', 'infra_error') ORDER BY ord", args)
         out = []
         for row in cur.fetchall():

@@ -326,7 +326,8 @@ class _Driver:
         details = {k: res[k] for k in ("setup_s", "reset_s", "sim_s", "policy_wait_s", "policy_calls", "worker_pid", "worker_episodes",
                                        "egl_device", "max_rss_mb")}
         counted = self.ledger.complete(self.plan.run, self.owner, spec.key, res["success"], res["steps"],
-                                       res["failure_reason"], video_path, res["wall_s"], details)
+                                       res["failure_reason"], video_path, res["wall_s"], details,
+                                       instruction=res.get("instruction"))
         if counted:
             self._metrics(spec, res["success"])
         else:

@@ -4,8 +4,8 @@ rows evaluated on the same episodes.
 
 Input everywhere is the per-episode DataFrame of the evaluation harness (one record per episode:
 row, suite, task, scene, index, seed, episode_key, policy_id, policy_seed, protocol_hash, status,
-success, steps, failure_reason, video_path, attempts, wall_s). Only records with status "done" are
-outcomes; "infra_error" records (the infrastructure failed, not the policy) are never counted.
+success, steps, failure_reason, video_path, attempts, wall_s, instruction). Only records with status
+"done" are outcomes; "infra_error" records (the infrastructure failed, not the policy) are never counted.
 """
 
 from __future__ import annotations

@@ -12,8 +12,10 @@
   counts it. The env is dropped after such an error, so a broken GL context is not reused.
 * Recycling after K episodes is done by the driver (it replaces the actor), like maxtasksperchild.
 
-Episode loop (the authors' protocol): observe -> ask the policy for a 32-step chunk -> execute its
-first ``execute_steps`` (16) actions -> ask again, until success, failure or the step limit.
+Episode loop (the authors' protocol): reset -> observe -> ask the policy for a 32-step chunk, conditioned
+on the episode's own sentence (``SimEnv.instruction()`` after reset, else ``Suite.instruction(task)``)
+-> execute its first ``execute_steps`` (16) actions -> ask again, until success, failure or the step
+limit. The sentence is returned with the result and recorded in the ledger.
 """
 
 from __future__ import annotations
@@ -194,10 +196,13 @@ class SimWorker:
         t0 = time.perf_counter()
         env = self._ensure_env(spec.task)
         t_setup = time.perf_counter() - t0  # env construction (lazy, first episode of a task only)
-        text = self.suite.instruction(spec.task)
         limit = self.suite.step_limit(spec.task)
         cams = self.protocol.cameras
         frames = env.reset(spec)
+        # the sentence of THIS episode as its env reports it (RoboCasa's ep_meta["lang"] names the sampled
+        # object; LIBERO's comes from the task's BDDL), as in the authors' evaluation and in the demos;
+        # the suite's task sentence where the env has none
+        text = env.instruction() or self.suite.instruction(spec.task)
         t_reset = time.perf_counter() - t0 - t_setup
         t_sim = 0.0
         t_wait = 0.0
@@ -251,6 +256,7 @@ class SimWorker:
             "success": bool(success),
             "steps": steps,
             "failure_reason": None if success else failure,
+            "instruction": text,
             "wall_s": wall,
             "setup_s": t_setup,
             "reset_s": t_reset,

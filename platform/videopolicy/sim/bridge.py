@@ -287,6 +287,10 @@ class BridgeEnv(SimEnv):
         self.steps = 0
         return self._obs(arrays, "reset")
 
+    def instruction(self) -> Optional[str]:
+        """The episode's language as the child's env reported it at reset (``info["lang"]``), or None."""
+        return self.episode_instruction
+
     def step(self, action: np.ndarray) -> StepResult:
         a = np.asarray(action, dtype=np.float64)
         meta, arrays = self.client.call("step", arrays={"action": a})

@@ -194,7 +194,8 @@ class LiberoBackend(Backend):
 
     Episode = (task, init state k): ``env.seed(seed)``, ``env.reset()``, ``env.set_init_state(states[k])``,
     then `settle_steps` zero actions (upstream LIBERO's "physics settling"). Success is the task's
-    BDDL goal (``env.check_success()``), checked after every step.
+    BDDL goal (``env.check_success()``), checked after every step. The reset info's ``lang`` is the
+    env's ``language_instruction`` (the BDDL file's ``:language``).
     """
 
     suite = "libero10"
@@ -250,7 +251,9 @@ class LiberoBackend(Backend):
         for _ in range(int(self.opts["settle_steps"])):
             raw, _, _, _ = self.env.step(zero)
         _, self._warn = _sim_unstable(self.env.sim, 0)
-        return self._obs(raw), bool(self.env.check_success()), {"init_state": k}
+        # the env's own sentence (the task's BDDL `:language`, as in LIBERO's datasets' problem_info)
+        return self._obs(raw), bool(self.env.check_success()), {"init_state": k,
+                                                                "lang": str(self.env.language_instruction)}
 
     def step(self, action: np.ndarray):
         a = self._check_action(action, self.env.env.action_dim)

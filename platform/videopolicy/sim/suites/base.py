@@ -87,6 +87,12 @@ class SimEnv(ABC):
         """The scripted expert's next action, where the suite has one (sanity policy); else None."""
         return None
 
+    def instruction(self) -> Optional[str]:
+        """The language instruction the env reports for the episode of the latest `reset` (RoboCasa:
+        ``env.get_ep_meta()["lang"]``, LIBERO: the task's BDDL language), or None when the env has
+        none (the harness then uses ``Suite.instruction(task)``)."""
+        return None
+
     def close(self) -> None:
         pass
 
@@ -103,7 +109,8 @@ class Suite(ABC):
 
     @abstractmethod
     def instruction(self, task: str) -> str:
-        """The task sentence the policy is conditioned on."""
+        """The task's sentence: what the policy is conditioned on where the env reports no episode
+        sentence of its own (`SimEnv.instruction`), and the task-level text of tables and plans."""
 
     @abstractmethod
     def episodes(self, task: str, n: int, eval_seed: int) -> list[EpisodeSpec]:

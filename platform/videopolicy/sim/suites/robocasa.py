@@ -20,7 +20,8 @@ RoboCasa's own v0.1 benchmark settings:
   see `HORIZONS` and `step_limit`. The authors capped episodes at ``max_traj_len: 1000`` instead;
   set ``eval.max_steps: 1000`` to reproduce that;
 * success = ``env._check_success()`` after any step. Each episode's instruction is the env's
-  ``ep_meta["lang"]`` (it names the sampled object), exposed by the env as ``episode_instruction``;
+  ``ep_meta["lang"]`` (it names the sampled object), exposed by the env as ``instruction()``: the
+  policy is conditioned on it, as in the authors' evaluation, and it is recorded per episode;
   `instruction` gives a task-level sentence for when no env exists.
 
 Not run on the machine this was written on: RoboCasa needs robosuite master from git and 5-10 GB of
@@ -133,6 +134,7 @@ class RobocasaSuite(BridgedSuite):
                 ("step_limits", tuple(sorted(HORIZONS.items()))),
                 ("env_rebuilt_per_episode", True),
                 ("success", "env._check_success after each step"),
+                ("instruction", "the episode's env.get_ep_meta()['lang'] (names the sampled object)"),
             ),
         )
 
