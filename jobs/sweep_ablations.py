@@ -44,6 +44,12 @@ try:
         cfg.demos.skip_bad = cfg.demos.skip_bad or args.skip_bad
     store = str(Path(args.store or sweep.base.store).expanduser().resolve())
     plan = build_plan(sweep, store, args.rows)
+    if not args.plan:  # pretrained sources exist (local layout, node cache or hub) before Ray starts
+        from videopolicy.models.pretrained import rows_problems
+
+        missing = rows_problems([(r.name, r.cfg) for r in plan.rows])
+        if missing:
+            raise ConfigError(missing, args.sweep)
 except ConfigError as e:
     sys.exit(f"error: {e}")
 rows = [r.name for r in plan.rows]

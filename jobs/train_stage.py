@@ -40,6 +40,12 @@ name = args.name or f"{sweep.name}-{args.row or sweep.rows[0][0]}-{args.stage}-{
 storage = cfg.train.storage_path or f"{store}/train_runs"
 try:
     check_run(cfg, args.stage, args.init_from)  # before Ray: building clips may generate demos
+    from videopolicy.models.pretrained import problems as weight_problems
+
+    # the model's shape, then its pretrained sources (found, in the expected layout) before Ray starts
+    missing = cfg.model_problems() or weight_problems(cfg.model_config(), skip=("unet",) if args.init_from else ())
+    if missing:
+        raise TrainSetupError("\n  - ".join(["model:", *missing]))
 except TrainSetupError as e:
     sys.exit(f"error: {e}")
 

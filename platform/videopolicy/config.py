@@ -391,7 +391,12 @@ class PlatformConfig:
         data-only config, e.g. 8-px clips for a pipeline check, need not describe a trainable model)."""
         if self.train.method in SANITY_METHODS:
             return []
-        return [f"model: {e} (the model's shape comes from clips)" for e in self.model_config().validate()]
+        errs = [f"model: {e} (the model's shape comes from clips)" for e in self.model_config().validate()]
+        if errs:
+            return errs
+        from videopolicy.models.pretrained import unset_problems
+
+        return unset_problems(self.model_config().resolve())  # paper-scale parts never silently random
 
 
 @dataclass

@@ -372,9 +372,10 @@ def _permute_fused_input(out: dict[str, torch.Tensor], order: list[int]) -> None
 def expected_shapes(cfg) -> dict[str, tuple[int, ...]]:
     """Our Video Policy state dict for a model config: key -> shape (built on the meta device, no memory)."""
     from videopolicy.models.model import VideoPolicyModel
+    from videopolicy.models.pretrained import without_weights
 
     with torch.device("meta"):
-        model = VideoPolicyModel(cfg)
+        model = VideoPolicyModel(without_weights(cfg))
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -495,7 +496,9 @@ def import_policy(checkpoint: str | Path, out: str | Path, cfg, cameras: Sequenc
     parts = ("unet.",) if found == 1 else ("unet.", "adapter.", "action_head.")
     check_exact(weights, expected_shapes(cfg), str(path), parts)
     if found == 1:  # adapter and head as our stage 1 leaves them: the model's own seeded init
-        bare = dataclasses.replace(cfg, unet=dataclasses.replace(cfg.unet, pretrained=None))
+        from videopolicy.models.pretrained import without_weights
+
+        bare = without_weights(cfg)
         with torch.device("meta"):
             unet = build_video_unet(bare)
         fresh = VideoPolicyModel(bare, unet=unet)

@@ -47,7 +47,9 @@ def forward_flops(cfg) -> dict[str, float]:
     from videopolicy.models.model import VideoPolicyModel
     from videopolicy.models.vae import build_vae
 
-    cfg = cfg.resolve()
+    from videopolicy.models.pretrained import without_weights
+
+    cfg = without_weights(cfg.resolve())  # shapes only: never fetch or read the pretrained weights
     lat, f, px = cfg.latent_size, cfg.num_video_frames, cfg.image_size
     with fake_tensors():
         model = VideoPolicyModel(cfg)

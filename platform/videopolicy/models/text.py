@@ -173,7 +173,10 @@ def build_text_encoder(cfg: ModelConfig) -> TextEncoder:
     t = cfg.text
     tokenizer = OpenClipTokenizer(t.bpe_path, t.context_length)
     if t.pretrained:
-        model = CLIPTextModelWithProjection.from_pretrained(t.pretrained)
+        from videopolicy.models.pretrained import from_pretrained_args
+
+        path, kwargs = from_pretrained_args(t.pretrained, None, "text")
+        model = CLIPTextModelWithProjection.from_pretrained(path, **kwargs)
         if model.config.projection_dim != t.projection_dim:
             raise ValueError(f"pretrained text model {t.pretrained!r} projects to {model.config.projection_dim}, "
                              f"the config says {t.projection_dim}")

@@ -21,8 +21,10 @@ def build_vae(cfg: ModelConfig) -> AutoencoderKLTemporalDecoder:
     cfg = cfg.resolve()
     v = cfg.vae
     if v.pretrained:
-        kwargs = {"subfolder": v.pretrained_subfolder} if v.pretrained_subfolder else {}
-        vae = AutoencoderKLTemporalDecoder.from_pretrained(v.pretrained, **kwargs)
+        from videopolicy.models.pretrained import from_pretrained_args
+
+        path, kwargs = from_pretrained_args(v.pretrained, v.pretrained_subfolder, "vae")
+        vae = AutoencoderKLTemporalDecoder.from_pretrained(path, **kwargs)
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.init_seed + 2)

@@ -36,14 +36,16 @@ def unet_kwargs(cfg: VideoUNetConfig, num_frames: int) -> dict:
 def build_video_unet(cfg: ModelConfig) -> UNetSpatioTemporalConditionModel:
     """Random init from the config, or ``from_pretrained`` when ``unet.pretrained`` is set.
 
-    Works under ``FakeTensorMode`` (shape and cost checks without memory); the meta device does not
-    (diffusers' AlphaBlender creates a CPU tensor in __init__).
+    Works under ``FakeTensorMode`` and on the meta device (shape and cost checks without memory).
+    ``unet.pretrained`` is a local directory or a hub id (``org/name@revision``; ``models.pretrained``).
     """
     cfg = cfg.resolve()
     u = cfg.unet
     if u.pretrained:
-        kwargs = {"subfolder": u.pretrained_subfolder} if u.pretrained_subfolder else {}
-        unet = UNetSpatioTemporalConditionModel.from_pretrained(u.pretrained, **kwargs)
+        from videopolicy.models.pretrained import from_pretrained_args
+
+        path, kwargs = from_pretrained_args(u.pretrained, u.pretrained_subfolder, "unet")
+        unet = UNetSpatioTemporalConditionModel.from_pretrained(path, **kwargs)
         want = unet_kwargs(u, cfg.num_video_frames)
         for key in ("block_out_channels", "cross_attention_dim", "addition_time_embed_dim"):
             got = unet.config[key]

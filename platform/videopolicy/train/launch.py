@@ -101,6 +101,11 @@ def preflight(spec: TrainSpec) -> None:
         want = want.checked()
     except ValueError as e:
         raise TrainSetupError(str(e)) from e
+    from videopolicy.models.pretrained import problems as weight_problems
+
+    missing = weight_problems(want, skip=("unet",) if spec.init_from else ())  # stage 2: U-Net of stage 1
+    if missing:
+        raise TrainSetupError("pretrained weights:\n  - " + "\n  - ".join(missing))
     if list(ds.clips.cameras or ds.cameras) and len(ds.cameras) != want.num_cameras:
         raise TrainSetupError(f"{spec.clips_path}: clips have {len(ds.cameras)} cameras, the model {want.num_cameras}")
     if ds.clips.frames_per_camera != want.frames_per_camera or ds.clips.image_size != want.image_size:
