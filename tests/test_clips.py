@@ -46,10 +46,15 @@ def make_cfg(files, store, **clips):
     })
 
 
-def test_frame_indices_clamp_past_the_end():
-    assert frame_indices(0, 10, 4, 2).tolist() == [0, 2, 4, 6, 8]
-    assert frame_indices(7, 10, 4, 2).tolist() == [7, 9, 9, 9, 9]
-    assert frame_indices(3, 10, 0, 4).tolist() == [3]  # horizon 0: the condition frame only
+def test_frame_indices_are_the_authors_window_clamped_past_the_end():
+    # the authors' window: 8 frames t, t+4, ..., t+28 (the current frame is the first target)
+    assert frame_indices(0, 100, 8, 4).tolist() == [0, 4, 8, 12, 16, 20, 24, 28]
+    assert frame_indices(7, 10, 4, 2).tolist() == [7, 9, 9, 9]
+    assert frame_indices(3, 10, 1, 4).tolist() == [3]  # horizon 0 (one frame per clip): the current frame
+    cfg = config_from_dict({"clips": {"video_horizon": 32, "frame_stride": 4}}).clips
+    assert (cfg.frames_per_camera, cfg.frames_per_clip) == (8, 8)
+    h0 = config_from_dict({"clips": {"video_horizon": 0}}).clips
+    assert (h0.frames_per_camera, h0.frames_per_clip) == (0, 1)
 
 
 def test_cut_windows_shapes_padding_and_normalisation():
@@ -59,9 +64,9 @@ def test_cut_windows_shapes_padding_and_normalisation():
     actions = np.stack([np.arange(n) * 1.0, -np.arange(n) * 2.0], axis=1)
     norm = ActionNormalizer(low=np.array([0.0, -10.0]), high=np.array([5.0, 0.0]))
     out = cut_windows(frames, actions, np.array([0, 4]), cfg, norm)
-    assert out["frames"].shape == (2, 3, 3, 4, 4, 3)  # (B, V, T+1, H, W, 3)
-    assert out["frames"][0, 1, :, 0, 0, 0].tolist() == [0, 4, 5]  # stride 4, clamped to the last frame
-    assert out["frames"][1, 2, :, 0, 0, 0].tolist() == [4, 5, 5]
+    assert out["frames"].shape == (2, 3, 2, 4, 4, 3)  # (B, V, T, H, W, 3)
+    assert out["frames"][0, 1, :, 0, 0, 0].tolist() == [0, 4]  # stride 4 from the current frame
+    assert out["frames"][1, 2, :, 0, 0, 0].tolist() == [4, 5]  # clamped to the last frame
     assert out["actions"].shape == (2, 5, 2) and out["actions"].dtype == np.float32
     assert out["action_mask"][1].tolist() == [True, True, False, False, False]
     np.testing.assert_allclose(out["actions"][0, :, 0], [-1, -0.6, -0.2, 0.2, 0.6])
@@ -108,8 +113,8 @@ def test_build_clips_end_to_end(ray_cluster, demo_files, tmp_path):
     assert len({(r["demo_uid"], int(r["start"])) for r in rows}) == len(rows)
     for r in rows[:50]:
         s, n = int(r["start"]), int(index[index.demo_uid == r["demo_uid"]]["length"].iloc[0])
-        assert r["frames"].shape == (2, 5, 8, 8, 3)
-        expect = np.minimum(s + 2 * np.arange(5), n - 1)
+        assert r["frames"].shape == (2, 4, 8, 8, 3)
+        expect = np.minimum(s + 2 * np.arange(4), n - 1)
         assert r["frames"][0, :, 0, 0, 0].tolist() == expect.tolist()
         assert r["frames"][1, :, 0, 0, 0].tolist() == (expect + 100).tolist()
         raw = ds.normalizer.unnormalize(r["actions"])
@@ -122,7 +127,7 @@ def test_build_clips_end_to_end(ray_cluster, demo_files, tmp_path):
     by_key = {(r["demo_uid"], int(r["start"])): r for r in rows}
     seen = 0
     for batch in ds.ray_dataset("train").iter_torch_batches(batch_size=16, collate_fn=ClipCollate(ds)):
-        assert tuple(batch["frames"].shape[1:]) == (2, 5, 8, 8, 3) and isinstance(batch["language"], list)
+        assert tuple(batch["frames"].shape[1:]) == (2, 4, 8, 8, 3) and isinstance(batch["language"], list)
         assert float(batch["actions"][batch["action_mask"]].abs().max()) <= 1.0 + 1e-5
         for i in range(len(batch["start"])):
             ref = by_key.pop((batch["demo_uid"][i], int(batch["start"][i])))

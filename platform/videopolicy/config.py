@@ -120,8 +120,12 @@ class DemoConfig:
 class ClipConfig:
     """Stage `clips`: demos -> training windows, as in the paper.
 
-    A clip starting at step t holds, per camera, frames t, t+s, ..., t+T*s (frame t is the condition
-    frame; T = video_horizon / frame_stride future frames) and the actions t .. t+action_horizon-1.
+    A clip starting at step t holds, per camera, the frames of steps t, t+s, ..., t+(T-1)*s, where
+    T = video_horizon / frame_stride (the authors' window: video_horizon 32 at stride 4 is 8 frames, t .. t+28;
+    frame t is both the condition frame and the first target), and the actions t .. t+action_horizon-1.
+    video_horizon counts the control steps the predicted video spans; 0 (the paper's horizon-0 row)
+    keeps only the current frame. The first camera of the list, or `pad_camera`, supplies the U-Net's
+    pad frame (the authors: eye-in-hand, then left, right).
     """
 
     video_horizon: int = 32  # control steps covered by the predicted video (paper ablation: 0/16/32)
@@ -130,6 +134,7 @@ class ClipConfig:
     action_dim: int = 7  # first dims of the stored actions used (RoboCasa stores 12, the paper uses 7)
     image_size: int = 128  # frames are resized to this (<= the demos' image size)
     cameras: list[str] = field(default_factory=list)  # default: all cameras of the demos
+    pad_camera: str = ""  # camera whose current frame is the U-Net's pad frame ("" = the first of `cameras`)
     task_subset: Literal["all", "half", "list"] = "all"
     task_list: list[str] = field(default_factory=list)  # tasks when task_subset == "list"
     half_seed: int = 0  # seed of the deterministic half_tasks split (recorded in the manifest)
@@ -138,7 +143,13 @@ class ClipConfig:
 
     @property
     def frames_per_camera(self) -> int:
+        """T: predicted frames per camera (0 for the horizon-0 row)."""
         return self.video_horizon // self.frame_stride if self.frame_stride > 0 else 0
+
+    @property
+    def frames_per_clip(self) -> int:
+        """Frames stored per camera in a clip: T, or the current frame alone when T = 0."""
+        return max(self.frames_per_camera, 1)
 
     def validate(self) -> list[str]:
         errs = []
@@ -224,9 +235,16 @@ class TrainConfig:
     max_failures: int = 2  # worker-group restarts from the latest checkpoint
     storage_path: str = ""  # Ray Train storage; "" = <store>/train_runs; s3://bucket/prefix on a cluster
     seed: int = 0
+    # ColorJitter(brightness, contrast, saturation, hue) of the authors, on the trainer's copy of each
+    # clip (one draw per camera); all zeros turns it off. Used by every learned row (video policy, DP).
+    color_jitter: tuple[float, float, float, float] = (0.2, 0.2, 0.2, 0.05)
 
     def validate(self) -> list[str]:
         errs = []
+        if any(x < 0 for x in self.color_jitter) or any(x >= 1 for x in self.color_jitter[:3]) \
+                or self.color_jitter[3] > 0.5:
+            errs.append("color_jitter: (brightness, contrast, saturation) in [0, 1), hue in [0, 0.5]; "
+                        "[0, 0, 0, 0] turns it off")
         if self.workers <= 0:
             errs.append("workers: must be > 0")
         if self.cpus_per_worker <= 0:
@@ -320,7 +338,8 @@ class PlatformConfig:
         kind = "dp_resnet" if self.train.method == "dp_resnet" else "video_policy"
         head = dataclasses.replace(self.model.action_head, horizon=self.clips.action_horizon,
                                    action_dim=self.clips.action_dim)
-        return dataclasses.replace(self.model, kind=kind, num_cameras=len(clip_cams),
+        pad = list(clip_cams).index(self.clips.pad_camera) if self.clips.pad_camera in clip_cams else 0
+        return dataclasses.replace(self.model, kind=kind, num_cameras=len(clip_cams), pad_camera=pad,
                                    frames_per_camera=self.clips.frames_per_camera,
                                    image_size=self.clips.image_size, action_head=head)
 
@@ -352,6 +371,10 @@ class PlatformConfig:
             errs.append(
                 f"clips.image_size: {self.clips.image_size} is larger than demos.image_size {self.demos.image_size}"
             )
+        clip_cams = list(self.clips.cameras or self.demos.cameras)
+        if self.clips.pad_camera and clip_cams and self.clips.pad_camera not in clip_cams:
+            errs.append(f"clips.pad_camera: {self.clips.pad_camera!r} is not among the clip cameras {clip_cams}"
+                        f"{_hint(self.clips.pad_camera, clip_cams)}")
         if self.clips.task_subset == "list" and self.demos.source == "scripted":
             for i, task in enumerate(self.clips.task_list):
                 if task not in self.demos.tasks:
@@ -374,7 +397,7 @@ class PlatformConfig:
         defaults, errs = ModelConfig(), []
         derived = self.model_config()
         for name, where in (("num_cameras", "clips.cameras"), ("frames_per_camera", "clips.video_horizon / frame_stride"),
-                            ("image_size", "clips.image_size")):
+                            ("image_size", "clips.image_size"), ("pad_camera", "clips.pad_camera")):
             mine = getattr(self.model, name)
             if mine != getattr(defaults, name) and mine != getattr(derived, name):
                 errs.append(f"model.{name}: derived from {where} ({getattr(derived, name)}); remove it")

@@ -21,10 +21,11 @@ def synthetic_clips(n: int, cameras: int = 3, frames: int = 2, size: int = 64, h
     and in its own colour. The action chunk (horizon, 7) is determined by the first frame: xy velocity
     toward the image centre that decays over the chunk, zeros, and a gripper command that varies
     smoothly with the start (similar first frames, similar chunks: a learnable mapping).
-    Returns the data side's batch format: frames uint8 (n, V, T+1, H, W, 3), actions (n, horizon, 7), text.
+    Returns the data side's batch format: frames uint8 (n, V, max(T, 1), H, W, 3) (frame 0 = the current
+    frame, as the clips cut it), actions (n, horizon, 7), text.
     """
     rng = np.random.default_rng(seed)
-    frames_out = np.full((n, cameras, frames + 1, size, size, 3), 20, dtype=np.uint8)
+    frames_out = np.full((n, cameras, max(frames, 1), size, size, 3), 20, dtype=np.uint8)
     actions = np.zeros((n, horizon, 7), dtype=np.float32)
     box = size // 4
     colours = [(230, 60, 60), (60, 230, 60), (60, 60, 230), (230, 230, 60)]
@@ -33,7 +34,7 @@ def synthetic_clips(n: int, cameras: int = 3, frames: int = 2, size: int = 64, h
         vel = rng.uniform(-0.08, 0.08, size=2) * size
         for v in range(cameras):
             shift = np.array([v * size // 10, -v * size // 12])
-            for t in range(frames + 1):
+            for t in range(max(frames, 1)):
                 y, x = np.clip(start + vel * t + shift, 0, size - box).astype(int)
                 frames_out[i, v, t, y:y + box, x:x + box] = colours[v % len(colours)]
         toward_centre = (size / 2 - (start + box / 2)) / size * 2  # in about [-1, 1]

@@ -6,30 +6,55 @@ import torch
 
 from videopolicy.models import multiview
 from videopolicy.models.model import VideoPolicyModel
-from videopolicy.models.vae import build_vae, decode_video, encode_clip
+from videopolicy.models.vae import build_vae, decode_video, encode_clip, encode_pixels, to_pixels
 
 from model_fixtures import synthetic_clips, tiny_config
 
 
 def _labelled(b=2, v=3, t=8):
     """latents whose value is 100*camera + frame, to follow frames through the packing."""
-    x = torch.zeros(b, v, t + 1, 4, 2, 2)
+    x = torch.zeros(b, v, max(t, 1), 4, 2, 2)
     for cam in range(v):
-        for f in range(t + 1):
+        for f in range(max(t, 1)):
             x[:, cam, f] = 100 * cam + f
     return x
 
 
 def test_pack_video_and_condition_per_camera():
+    """The authors' 25 frames: [pad = camera 0's frame t, camera 0's t..t+28, camera 1's, camera 2's]."""
     latents = _labelled()
     video = multiview.pack_video(latents)
     assert video.shape == (2, 25, 4, 2, 2)  # the paper's 1 pad + 3 x 8
     labels = video[0, :, 0, 0, 0].tolist()
-    assert labels == [0] + [100 * c + f for c in range(3) for f in range(1, 9)]
+    assert labels == [0] + [100 * c + f for c in range(3) for f in range(8)]  # current frame first, no shift
     cond = multiview.pack_condition(latents[:, :, 0], 8)
     assert cond[0, :, 0, 0, 0].tolist() == [0] + [100 * c for c in range(3) for _ in range(8)]
     back = multiview.unpack_video(video, 3)
-    assert torch.equal(back, latents[:, :, 1:])
+    assert torch.equal(back, latents)
+
+
+def test_pad_frame_is_the_pad_cameras_current_frame():
+    latents = _labelled()
+    video = multiview.pack_video(latents, pad_camera=2)
+    assert video[0, 0, 0, 0, 0].item() == 200 and video[0, 1:, 0, 0, 0].tolist()[:2] == [0, 1]
+    cond = multiview.pack_condition(latents[:, :, 0], 8, pad_camera=2)
+    assert cond[0, 0, 0, 0, 0].item() == 200 and torch.equal(cond[:, 1:], multiview.pack_condition(latents[:, :, 0], 8)[:, 1:])
+
+
+def test_pad_camera_comes_from_the_clip_config():
+    from videopolicy.config import config_from_dict
+
+    cams = ["robot0_eye_in_hand", "agentview", "frontview"]
+    base = {"demos": {"cameras": cams}, "clips": {"image_size": 64}}
+    assert config_from_dict(base).model_config().pad_camera == 0  # default: the first camera listed
+    cfg = config_from_dict({**base, "clips": {"image_size": 64, "pad_camera": "frontview"}})
+    assert cfg.model_config().pad_camera == 2
+    import pytest
+
+    from videopolicy.config import ConfigError
+
+    with pytest.raises(ConfigError, match="clips.pad_camera: 'frontviw' is not among"):
+        config_from_dict({**base, "clips": {"image_size": 64, "pad_camera": "frontviw"}})
 
 
 def test_horizon_zero_packs_the_current_frames():
@@ -51,10 +76,12 @@ def test_vae_latents_conditioning_and_targets(tmp_path):
     vae = build_vae(cfg)
     data = synthetic_clips(2)
     clip = encode_clip(vae, data["frames"], cfg, torch.Generator().manual_seed(0))
-    assert clip.latents.shape == (2, 3, 3, 4, 8, 8) and clip.cond.shape == (2, 3, 4, 8, 8)
-    # conditioning = first frame + cond_aug noise, unscaled: close to, not equal to, the frame-0 latent
-    diff = (clip.cond - clip.latents[:, :, 0]).abs().mean()
-    assert 0 < diff < 0.5 * clip.latents[:, :, 0].abs().mean()
+    assert clip.latents.shape == (2, 3, 2, 4, 8, 8) and clip.cond.shape == (2, 3, 4, 8, 8)
+    # conditioning = the mode of the current frame + cond_aug noise, unscaled: close to, not equal to,
+    # the frame's latent mode (the targets are posterior samples: test_model_fidelity.py)
+    mode0 = encode_pixels(vae, to_pixels(torch.as_tensor(data["frames"][:, :, 0])).flatten(0, 1), 16).reshape(clip.cond.shape)
+    diff = (clip.cond - mode0).abs().mean()
+    assert 0 < diff < 0.5 * mode0.abs().mean()
     model = VideoPolicyModel(cfg)
     inputs = model.prepare({"latents": clip.latents, "cond_latents": clip.cond, "text_emb": torch.zeros(2, 64)})
     assert torch.allclose(inputs["video"], multiview.pack_video(clip.latents) * 0.18215)

@@ -2,14 +2,16 @@
 
 A clip starting at step t of a demo holds::
 
-    frames       (V, T+1, H, W, 3) uint8    per camera, steps t, t+s, ..., t+T*s (index 0 = condition frame;
-                                            steps past the episode end repeat the last frame)
+    frames       (V, T', H, W, 3) uint8     per camera, steps t, t+s, ..., t+(T'-1)*s: the authors' window,
+                                            whose first frame is the current one (the condition frame and
+                                            the first target); steps past the episode end repeat the last frame
     actions      (A_h, A) float32           steps t .. t+A_h-1, zero-padded past the end (before
                                             normalisation, as the authors do), min-max normalised to [-1, 1]
     action_mask  (A_h,) bool                False on padded steps
     language     str                        the task sentence
 
-with V cameras, T = video_horizon / frame_stride, A_h = action_horizon (32), A = action_dim (7).
+with V cameras, T' = max(T, 1) for T = video_horizon / frame_stride (8 = 32 / 4 in the paper: frames t .. t+28;
+T = 0, the horizon-0 row, keeps only the current frame), A_h = action_horizon (32), A = action_dim (7).
 Every step of every demo is a clip start.
 
 Storage stores each frame once: stage `frames` (`<store>/frames/<key>/`, one per demo file) holds
@@ -43,7 +45,7 @@ from videopolicy.store import StageDir, file_digest, stable_hash
 
 log = logging.getLogger(__name__)
 
-CLIP_VERSION = 1  # bump when the stored layout or the window semantics change
+CLIP_VERSION = 2  # bump when the stored layout or the window semantics change (2: window t .. t+(T-1)s)
 DEMO_CHUNK = 8  # demos per shard-writing Ray task
 
 
@@ -113,9 +115,10 @@ def split_demos(names: list[str], val_fraction: float, seed: int, task: str) -> 
 # ---------------------------------------------------------------------------------------------
 
 
-def frame_indices(start: int, length: int, frames_per_camera: int, stride: int) -> np.ndarray:
-    """Steps of the condition frame and the T future frames; past the end, the last frame repeats."""
-    idx = start + stride * np.arange(frames_per_camera + 1)
+def frame_indices(start: int, length: int, frames_per_clip: int, stride: int) -> np.ndarray:
+    """Steps start, start+s, ... (`frames_per_clip` of them; the first is the condition frame, as in the
+    authors' loader); past the episode end, the last frame repeats."""
+    idx = start + stride * np.arange(frames_per_clip)
     return np.minimum(idx, length - 1)
 
 
@@ -129,12 +132,12 @@ def cut_windows(
     """Per-camera frames [(N, H, W, 3) uint8] x V, actions (N, A) -> the clips starting at `starts`.
 
     Only the window frames are copied, so `frames` may be memory-mapped views of a whole demo.
-    Returns frames (B, V, T+1, H, W, 3) uint8, actions (B, A_h, A) float32 in [-1, 1] on valid steps,
+    Returns frames (B, V, T', H, W, 3) uint8, actions (B, A_h, A) float32 in [-1, 1] on valid steps,
     action_mask (B, A_h) bool, start (B,) int.
     """
     n = len(actions)
     starts = np.asarray(starts, dtype=np.int64)
-    fidx = np.stack([frame_indices(s, n, clips.frames_per_camera, clips.frame_stride) for s in starts])
+    fidx = np.stack([frame_indices(s, n, clips.frames_per_clip, clips.frame_stride) for s in starts])
     h, w = frames[0].shape[1:3]
     win = np.empty((len(starts), len(frames), fidx.shape[1], h, w, 3), dtype=np.uint8)
     for v, cam in enumerate(frames):
@@ -310,7 +313,7 @@ class ClipCutter:
 
     def __call__(self, batch: dict) -> dict:
         shards, starts = np.asarray(batch["shard"]), np.asarray(batch["start"], dtype=np.int64)
-        n, v, t1, size = len(starts), len(self.cameras), self.clips.frames_per_camera + 1, self.clips.image_size
+        n, v, t1, size = len(starts), len(self.cameras), self.clips.frames_per_clip, self.clips.image_size
         out = {
             "frames": np.empty((n, v, t1, size, size, 3), dtype=np.uint8),
             "actions": np.empty((n, self.clips.action_horizon, self.clips.action_dim), dtype=np.float32),

@@ -67,8 +67,14 @@ class EvalPlan:
     extra: dict = field(default_factory=dict)
 
 
-def plan_evaluation(cfg: PlatformConfig, policy: PolicySpec, episodes_per_task: Optional[int] = None) -> EvalPlan:
-    """Suite, protocol, episode list and identities; raises EvaluationError naming every problem."""
+def plan_evaluation(cfg: PlatformConfig, policy: PolicySpec, episodes_per_task: Optional[int] = None,
+                    demo_scenes: Optional[dict[str, str]] = None) -> EvalPlan:
+    """Suite, protocol, episode list and identities; raises EvaluationError naming every problem.
+
+    The episodes are the suite's paired evaluation list, or, for the replay policy and when
+    `demo_scenes` (task -> demo HDF5) is given, the scenes the demos were recorded in (a check that a
+    policy reproduces its training data closed loop; not a paired comparison).
+    """
     errs = list(policy.problems())
     suite = get_suite(cfg.eval.suite, cfg)
     why = suite.unavailable()
@@ -78,11 +84,11 @@ def plan_evaluation(cfg: PlatformConfig, policy: PolicySpec, episodes_per_task: 
         raise EvaluationError("cannot evaluate:\n  " + "\n  ".join(errs))
     protocol = suite.protocol()
     n = int(episodes_per_task or cfg.eval.episodes_per_task)
-    if policy.kind == "replay":  # the demos' own scenes (a sanity check, not a paired comparison)
-        demos = dict(policy.demos)
+    if policy.kind == "replay" or demo_scenes:  # the demos' own scenes (not a paired comparison)
+        demos = dict(policy.demos) if policy.kind == "replay" else {t: str(p) for t, p in demo_scenes.items()}
         missing = [t for t in protocol.tasks if t not in demos]
         if missing:
-            raise EvaluationError(f"cannot evaluate: the replay policy has no demo file for {missing}")
+            raise EvaluationError(f"cannot evaluate: no demo file (for the demos' own scenes) of {missing}")
         try:
             specs = [s for task in protocol.tasks for s in suite.demo_episodes(task, demos[task], n)]
         except (ValueError, OSError) as e:
@@ -141,15 +147,17 @@ def evaluate(
     owner: Optional[str] = None,
     worker_max_restarts: int = 3,
     retry_infra_errors: bool = True,
+    demo_scenes: Optional[dict[str, str]] = None,
 ) -> pd.DataFrame:
     """Evaluate `policy` on ``cfg.eval.suite``; returns one row per episode (RESULT_COLUMNS).
 
     policy_mode "server": one batched policy server actor per ``eval.policy_servers`` shared by the
     workers; "local": each worker loads its own copy (the benchmark's comparison point).
     `owner` names this run's leases and actors (``<owner>/worker<i>.<generation>``). Episodes left
-    as infrastructure errors by an earlier run are retried (`retry_infra_errors`).
+    as infrastructure errors by an earlier run are retried (`retry_infra_errors`). `demo_scenes`:
+    see `plan_evaluation`.
     """
-    plan = plan_evaluation(cfg, policy, episodes_per_task)
+    plan = plan_evaluation(cfg, policy, episodes_per_task, demo_scenes)
     out = Path(out_dir).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(out / "ledger.sqlite")

@@ -34,6 +34,27 @@ def _group_norm_instead_of_batch_norm(module: nn.Module) -> None:
             _group_norm_instead_of_batch_norm(child)
 
 
+class SpatialSoftmax(nn.Module):
+    """Feature map (B, C, h, w) -> the expected image coordinates of K learned keypoints (B, 2K).
+
+    Diffusion Policy (after robomimic and Levine et al. 2016) pools its ResNet features this way
+    instead of averaging them: an average over the map discards *where* things are, which is most of
+    what a manipulation policy needs from its cameras.
+    """
+
+    def __init__(self, channels: int, keypoints: int):
+        super().__init__()
+        self.proj = nn.Conv2d(channels, keypoints, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        attention = self.proj(x).flatten(2).softmax(-1)  # (B, K, h*w)
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=x.device), torch.linspace(-1, 1, w, device=x.device),
+                                indexing="ij")
+        grid = torch.stack([xs.flatten(), ys.flatten()], dim=-1).to(attention)  # (h*w, 2)
+        return (attention @ grid).flatten(1)
+
+
 class DPResNetModel(PolicyModel):
     """Current frame of each camera (B, V, H, W, 3) uint8 + instruction -> action chunk (B, horizon, A)."""
 
@@ -53,19 +74,29 @@ class DPResNetModel(PolicyModel):
             if b.group_norm:
                 for enc in self.encoders:
                     _group_norm_instead_of_batch_norm(enc)
+            if b.pooling == "spatial_softmax":
+                self.pools = nn.ModuleList([SpatialSoftmax(b.hidden_sizes[-1], b.keypoints)
+                                            for _ in range(c.num_cameras)])
+                feature_dim = 2 * b.keypoints
+            else:
+                self.pools = nn.ModuleList([nn.AdaptiveAvgPool2d(1) for _ in range(c.num_cameras)])
+                feature_dim = b.hidden_sizes[-1]
             head_cfg = dataclasses.replace(c.action_head, step_embedding="own")  # no video U-Net here
-            self.action_head = ActionUNet1D(head_cfg, c.num_cameras * b.hidden_sizes[-1] + text_dim)
+            self.action_head = ActionUNet1D(head_cfg, c.num_cameras * feature_dim + text_dim)
 
     def trainable_parts(self, mode: str) -> dict[str, tuple[nn.Module, float]]:
         if mode not in MODES:
             raise ValueError(f"DP-ResNet trains in mode 'baseline', not {mode!r}")
         return {"encoders": (self.encoders, self.cfg.optim.head_lr_scale),
+                "pools": (self.pools, self.cfg.optim.head_lr_scale),
                 "action_head": (self.action_head, self.cfg.optim.head_lr_scale)}
 
     def observation_condition(self, frames, text: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, V, H, W, 3) + text (B, D) -> global condition (B, V * C + D)."""
+        """uint8 (B, V, H, W, 3) + text (B, D) -> global condition (B, V * F + D); F = 2 x keypoints
+        (spatial softmax) or the last stage's width (average pooling)."""
         pixels = to_pixels(_as_tensor(frames, self.device))
-        feats = [enc(pixel_values=pixels[:, v]).pooler_output.flatten(1) for v, enc in enumerate(self.encoders)]
+        feats = [pool(enc(pixel_values=pixels[:, v]).last_hidden_state).flatten(1)
+                 for v, (enc, pool) in enumerate(zip(self.encoders, self.pools))]
         return torch.cat(feats + [text], dim=-1)
 
     def denoise_actions(self, x: torch.Tensor, sigma: torch.Tensor, global_cond: torch.Tensor) -> torch.Tensor:

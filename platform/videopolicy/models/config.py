@@ -283,7 +283,7 @@ class EDMConfig:
     p_std: float = 1.6
     action_sigma: Literal["tied", "independent"] = "tied"  # tied: action sigma = the clip's video sigma
     feature_sigma: Optional[float] = None  # decoupled ablation: fixed video sigma in stage 2
-    cond_dropout: float = 0.1  # per clip, text and concat latents dropped independently (for CFG)
+    cond_dropout: float = 0.1  # per frame, text and concat latents dropped independently (for CFG), as the authors
 
     def validate(self) -> list[str]:
         errs = []
@@ -365,6 +365,8 @@ class BaselineConfig:
     hidden_sizes: Optional[tuple[int, ...]] = None  # (64, 128, 256, 512) for ResNet-18
     depths: tuple[int, ...] = (2, 2, 2, 2)
     group_norm: bool = True  # Diffusion Policy swaps BatchNorm for GroupNorm (channels / 16 groups)
+    pooling: Literal["spatial_softmax", "average"] = "spatial_softmax"  # Diffusion Policy: spatial softmax
+    keypoints: int = 32  # spatial softmax: learned keypoints per camera (2 coordinates each)
 
     def validate(self) -> list[str]:
         errs = []
@@ -393,6 +395,7 @@ class ModelConfig:
     kind: Literal["video_policy", "dp_resnet"] = "video_policy"
     num_cameras: int = 3
     frames_per_camera: int = 8  # T; 0 = the paper's horizon-0 row (each camera predicts its current frame)
+    pad_camera: int = 0  # index of the camera whose current frame is the pad frame (the authors: eye-in-hand)
     image_size: int = 128  # pixels (256 in the paper); latents are image_size / 8
     init_seed: int = 0  # random init of every part not loaded from `pretrained`
     allow_random_init: bool = False  # svd-xt without pretrained weights is refused unless this is true
@@ -423,6 +426,8 @@ class ModelConfig:
             errs.append("num_cameras: must be > 0")
         if self.frames_per_camera < 0:
             errs.append("frames_per_camera: must be >= 0")
+        if not 0 <= self.pad_camera < max(self.num_cameras, 1):
+            errs.append(f"pad_camera: {self.pad_camera} is not a camera index in [0, {self.num_cameras})")
         if self.image_size <= 0 or self.image_size % 64:
             errs.append("image_size: must be a positive multiple of 64 (VAE x8, then the U-Net's three x2 levels)")
         if errs:

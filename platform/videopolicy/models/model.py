@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -33,7 +34,7 @@ from videopolicy.models.config import MODES, ModelConfig, SamplerConfig, from_di
 from videopolicy.models.feature_taps import FeatureTaps, tap_geometry
 from videopolicy.models.text import TextEmbeddingCache, TextEncoder, build_text_encoder
 from videopolicy.models.vae import ClipLatents, build_vae, encode_clip, encode_condition, to_pixels
-from videopolicy.models.video_unet import added_time_ids, build_video_unet, noise_embedding
+from videopolicy.models.video_unet import PerFrameContext, added_time_ids, build_video_unet, noise_embedding
 
 
 @dataclass
@@ -215,7 +216,7 @@ class VideoPolicyModel(PolicyModel):
 
     # -- inputs ----------------------------------------------------------------------------------
     def encode(self, frames, generator: Optional[torch.Generator] = None) -> ClipLatents:
-        """uint8 clip frames (B, V, T+1, H, W, 3) -> ClipLatents (cache these to skip the VAE)."""
+        """uint8 clip frames (B, V, T, H, W, 3) -> ClipLatents (cache these to skip the VAE)."""
         if self.vae is None:
             raise RuntimeError("no VAE attached: pass cached latents or build with encoders")
         return encode_clip(self.vae, _as_tensor(frames, self.device), self.cfg, generator)
@@ -229,7 +230,7 @@ class VideoPolicyModel(PolicyModel):
     def prepare(self, batch: dict, generator: Optional[torch.Generator] = None) -> dict[str, torch.Tensor]:
         """A clip batch -> model tensors on the model's device.
 
-        Accepts ``frames`` uint8 (B, V, T+1, H, W, 3) or cached ``latents`` (B, V, T+1, C, h, w) with
+        Accepts ``frames`` uint8 (B, V, T, H, W, 3) or cached ``latents`` (B, V, T, C, h, w) with
         optional ``cond_latents`` (B, V, C, h, w); ``text`` list[str] or ``text_emb`` (B, D);
         ``actions`` (B, horizon, action_dim) in [-1, 1] (optional in stage 1).
         Returns video target (B, F, C, h, w) scaled, cond (B, F, C, h, w), text (B, D), actions.
@@ -241,13 +242,14 @@ class VideoPolicyModel(PolicyModel):
         else:
             enc = self.encode(batch["frames"], generator)
             latents, cond = enc.latents, enc.cond
-        t = multiview.frames_per_camera(latents)
-        if t != self.cfg.frames_per_camera or latents.shape[1] != self.cfg.num_cameras:
+        t, want = multiview.frames_per_camera(latents), max(self.cfg.frames_per_camera, 1)
+        if t != want or latents.shape[1] != self.cfg.num_cameras:
             raise ValueError(f"clip has {latents.shape[1]} cameras x {t} frames, the model expects "
-                             f"{self.cfg.num_cameras} x {self.cfg.frames_per_camera}")
+                             f"{self.cfg.num_cameras} x {want}")
+        pad = self.cfg.pad_camera
         out = {
-            "video": multiview.pack_video(latents) * self.cfg.vae.scaling_factor,
-            "cond": multiview.pack_condition(cond, t),
+            "video": multiview.pack_video(latents, pad) * self.cfg.vae.scaling_factor,
+            "cond": multiview.pack_condition(cond, t, pad),
             "text": _as_tensor(batch["text_emb"], dev).float() if "text_emb" in batch
             else self.embed_text(batch["text"]),
         }
@@ -261,21 +263,20 @@ class VideoPolicyModel(PolicyModel):
                       ) -> tuple[torch.Tensor, Optional[list[torch.Tensor]]]:
         """Noisy video x (B, F, C, h, w) at sigma (B,) -> (denoised video, tapped features or None).
 
-        cond: (B, F, C, h, w) unscaled first-frame latents; text: (B, D). Features: (B*F, C_k, h_k, w_k).
+        cond: (B, F, C, h, w) unscaled first-frame latents; text: (B, D), or (B, F, D) per frame (training
+        with per-frame condition dropout). Features: (B*F, C_k, h_k, w_k).
         """
         c_skip, c_out, c_in, c_noise = (edm.append_dims(s, x.ndim) if i < 3 else s
                                         for i, s in enumerate(edm.v_scalings(sigma)))
         inp = torch.cat([x * c_in, cond], dim=2)
         ids = added_time_ids(self.cfg.unet, self.cfg.vae.cond_aug, x.shape[0], x.device, x.dtype)
         self.calls["unet"] += x.shape[0]
-        if taps:
-            with FeatureTaps(self.unet, self.cfg.adapter.taps, detach=detach_features) as tap:
-                out = self.unet(inp, c_noise, encoder_hidden_states=text[:, None], added_time_ids=ids).sample
-            features = tap.take()
-        else:
-            out = self.unet(inp, c_noise, encoder_hidden_states=text[:, None], added_time_ids=ids).sample
-            features = None
-        return c_skip * x + c_out * out, features
+        per_frame = PerFrameContext(self.unet, text) if text.ndim == 3 else nullcontext()
+        context = text[:, :1] if text.ndim == 3 else text[:, None]
+        tap = FeatureTaps(self.unet, self.cfg.adapter.taps, detach=detach_features) if taps else nullcontext()
+        with per_frame, tap:
+            out = self.unet(inp, c_noise, encoder_hidden_states=context, added_time_ids=ids).sample
+        return c_skip * x + c_out * out, (tap.take() if taps else None)
 
     def action_condition(self, features: list[torch.Tensor], sigma: torch.Tensor) -> torch.Tensor:
         """Tapped features at video sigma (B,) -> the head's global condition (B, adapter.out_dim).
@@ -314,8 +315,11 @@ class VideoPolicyModel(PolicyModel):
         video, cond, text = inputs["video"], inputs["cond"], inputs["text"]
         b, dev = video.shape[0], video.device
         if self.training and self.cfg.edm.cond_dropout > 0:
-            keep = (torch.rand(2, b, generator=generator, device=dev) >= self.cfg.edm.cond_dropout).float()
-            text = text * keep[0, :, None]
+            # The authors drop text and concat latents independently per frame (their conditioner holds
+            # B x F rows): this shapes the unconditional branch that classifier-free guidance uses.
+            f = video.shape[1]
+            keep = (torch.rand(2, b, f, generator=generator, device=dev) >= self.cfg.edm.cond_dropout).float()
+            text = text[:, None] * keep[0, :, :, None]  # (B, F, D)
             cond = cond * edm.append_dims(keep[1], cond.ndim)
         video_sigma, action_sigma = edm.training_sigmas(b, self.cfg.edm, mode, generator, dev)
         noisy = edm.add_noise(video, video_sigma, generator)

@@ -1,8 +1,10 @@
 """Multi-view packing: V cameras x T frames as one SVD video.
 
-The video U-Net denoises ``F = 1 + V*T`` frames (25 = 1 + 3 x 8 in the paper): a pad frame (camera 0's
-first frame), then camera 0's T future frames, camera 1's, ... Every frame is concatenated (channel
-dim) with the first-frame latent of *its own* camera; the pad frame with camera 0's.
+The video U-Net denoises ``F = 1 + V*T`` frames (25 = 1 + 3 x 8 in the paper): a pad frame (the pad
+camera's current frame: the authors use the eye-in-hand camera, listed first), then camera 0's T frames,
+camera 1's, ... Each camera's frames are steps t, t+s, ..., t+(T-1)s: the first is the current frame,
+as in the authors' loader. Every frame is concatenated (channel dim) with the current-frame latent of
+*its own* camera; the pad frame with the pad camera's.
 
 T = 0 (the paper's horizon-0 row) packs one frame per camera: its current frame.
 """
@@ -13,27 +15,26 @@ import torch
 
 
 def frames_per_camera(latents: torch.Tensor) -> int:
-    """T from clip latents (B, V, T+1, C, h, w)."""
-    return latents.shape[2] - 1
+    """Frames per camera of clip latents (B, V, T, C, h, w) (1 for the horizon-0 row)."""
+    return latents.shape[2]
 
 
-def pack_video(latents: torch.Tensor) -> torch.Tensor:
-    """Clip latents (B, V, T+1, C, h, w) -> U-Net video (B, 1 + V*max(T,1), C, h, w).
+def pack_video(latents: torch.Tensor, pad_camera: int = 0) -> torch.Tensor:
+    """Clip latents (B, V, T, C, h, w) -> U-Net video (B, 1 + V*T, C, h, w).
 
-    Frame 0 of each camera is its condition frame; with T = 0 it is also the only target.
+    Frame 0 of each camera is its current (condition) frame and the first target.
     """
-    b, v, t1, c, h, w = latents.shape
-    future = latents[:, :, 1:] if t1 > 1 else latents[:, :, :1]
-    pad = latents[:, :1, 0]  # (B, 1, C, h, w): camera 0's first frame
-    return torch.cat([pad, future.reshape(b, -1, c, h, w)], dim=1)
+    b, v, t, c, h, w = latents.shape
+    pad = latents[:, pad_camera, :1]  # (B, 1, C, h, w): the pad camera's current frame
+    return torch.cat([pad, latents.reshape(b, v * t, c, h, w)], dim=1)
 
 
-def pack_condition(first: torch.Tensor, frames_per_cam: int) -> torch.Tensor:
-    """First-frame latents (B, V, C, h, w) -> concat conditioning (B, 1 + V*max(T,1), C, h, w)."""
+def pack_condition(first: torch.Tensor, frames_per_cam: int, pad_camera: int = 0) -> torch.Tensor:
+    """Current-frame latents (B, V, C, h, w) -> concat conditioning (B, 1 + V*max(T,1), C, h, w)."""
     b, v, c, h, w = first.shape
     t = max(frames_per_cam, 1)
     per_cam = first[:, :, None].expand(b, v, t, c, h, w).reshape(b, v * t, c, h, w)
-    return torch.cat([first[:, :1], per_cam], dim=1)
+    return torch.cat([first[:, pad_camera, None], per_cam], dim=1)
 
 
 def unpack_video(video: torch.Tensor, num_cameras: int) -> torch.Tensor:

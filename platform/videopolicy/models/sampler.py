@@ -67,7 +67,7 @@ def sample_joint(model: VideoPolicyModel, cond_first: torch.Tensor, text: torch.
     """cond_first: (B, V, C, h, w) unscaled current-frame latents; text: (B, D) -> SampleOutput."""
     m = model.cfg
     b, dev = cond_first.shape[0], cond_first.device
-    guided = _Guided(model, multiview.pack_condition(cond_first, m.frames_per_camera), text, cfg)
+    guided = _Guided(model, multiview.pack_condition(cond_first, m.frames_per_camera, m.pad_camera), text, cfg)
     sigmas = edm.karras_sigmas(cfg.steps, cfg.sigma_min, cfg.sigma_max, cfg.rho).tolist()
     scale = edm.init_noise_scale(sigmas[0])
     c, h, w = cond_first.shape[2:]
@@ -96,7 +96,7 @@ def sample_fast(model: VideoPolicyModel, cond_first: torch.Tensor, text: torch.T
     """Decoupled: features from a few U-Net passes, the adapter once, then head-only Euler steps."""
     m = model.cfg
     b, dev = cond_first.shape[0], cond_first.device
-    guided = _Guided(model, multiview.pack_condition(cond_first, m.frames_per_camera), text, cfg)
+    guided = _Guided(model, multiview.pack_condition(cond_first, m.frames_per_camera, m.pad_camera), text, cfg)
     passes = feature_sigmas(cfg)
     c, h, w = cond_first.shape[2:]
     video = torch.randn((b, m.num_video_frames, c, h, w), generator=generator, device=dev) \

@@ -1,8 +1,9 @@
 """SVD's VAE (``AutoencoderKLTemporalDecoder``): frames <-> latents, kept apart so latents can be cached.
 
-Conventions (SVD, as the authors use them): latents are the posterior *mode*; the conditioning
-(first-frame) latents are encoded from the frame plus ``cond_aug`` pixel noise and stay **unscaled**;
-video targets are multiplied by ``scaling_factor`` (0.18215) by the model, not here.
+Conventions (SVD, as the authors use them): video targets are a *sample* of the VAE posterior (sgm's
+``DiagonalGaussianRegularizer``); the conditioning (current-frame) latents are the posterior *mode* of
+the frame plus ``cond_aug`` pixel noise and stay **unscaled**; video targets are multiplied by
+``scaling_factor`` (0.18215) by the model, not here.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def to_pixels(frames: torch.Tensor) -> torch.Tensor:
 class ClipLatents:
     """VAE latents of a clip batch (cacheable).
 
-    latents: (B, V, T+1, C, h, w) unscaled posterior modes of every frame (frame 0 = condition frame).
+    latents: (B, V, T, C, h, w) unscaled posterior samples of every frame (frame 0 = the current frame).
     cond: (B, V, C, h, w) unscaled latents of the noise-augmented first frames (the concat conditioning).
     """
 
@@ -55,21 +56,30 @@ class ClipLatents:
 
 
 @torch.no_grad()
-def encode_pixels(vae: AutoencoderKLTemporalDecoder, pixels: torch.Tensor, chunk: int) -> torch.Tensor:
-    """(N, 3, H, W) in [-1, 1] -> unscaled latent modes (N, C, H/8, W/8), `chunk` images per call."""
+def encode_pixels(vae: AutoencoderKLTemporalDecoder, pixels: torch.Tensor, chunk: int, sample: bool = False,
+                  generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """(N, 3, H, W) in [-1, 1] -> unscaled latents (N, C, H/8, W/8): posterior modes, or samples if
+    `sample`; `chunk` images per call."""
     param = next(vae.parameters())
-    out = [vae.encode(pixels[i:i + chunk].to(param)).latent_dist.mode() for i in range(0, len(pixels), chunk)]
+    out = []
+    for i in range(0, len(pixels), chunk):
+        dist = vae.encode(pixels[i:i + chunk].to(param)).latent_dist
+        if not sample:
+            out.append(dist.mode())
+        else:  # drawn here (not dist.sample) so the generator's device matches the latents'
+            eps = torch.randn(dist.mean.shape, generator=generator, device=dist.mean.device, dtype=dist.mean.dtype)
+            out.append(dist.mean + dist.std * eps)
     return torch.cat(out).float()
 
 
 @torch.no_grad()
 def encode_clip(vae: AutoencoderKLTemporalDecoder, frames: torch.Tensor, cfg: ModelConfig,
                 generator: Optional[torch.Generator] = None) -> ClipLatents:
-    """uint8 frames (B, V, T+1, H, W, 3) -> ClipLatents."""
+    """uint8 frames (B, V, T, H, W, 3) -> ClipLatents (targets: posterior samples, as the authors)."""
     cfg = cfg.resolve()
     pixels = to_pixels(frames)
     b, v, t1 = pixels.shape[:3]
-    latents = encode_pixels(vae, pixels.flatten(0, 2), cfg.vae.encode_chunk)
+    latents = encode_pixels(vae, pixels.flatten(0, 2), cfg.vae.encode_chunk, sample=True, generator=generator)
     latents = latents.reshape(b, v, t1, *latents.shape[1:])
     cond = encode_condition(vae, pixels[:, :, 0], cfg, generator)
     return ClipLatents(latents, cond)

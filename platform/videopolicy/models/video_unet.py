@@ -75,3 +75,31 @@ def noise_embedding(unet: UNetSpatioTemporalConditionModel, c_noise: torch.Tenso
     """
     t = unet.time_proj(c_noise).to(unet.time_embedding.linear_1.weight.dtype)
     return unet.time_embedding(t)
+
+
+class PerFrameContext:
+    """``with PerFrameContext(unet, context):`` the U-Net's blocks see a cross-attention context per frame.
+
+    diffusers repeats one (B, 1, D) context over the F frames of a clip; the authors' conditioner holds
+    one row per frame (B*F rows), so condition dropout can zero the text of single frames. This swaps
+    the context each block receives for `context` (B, F, D) -> (B*F, 1, D). The temporal layers take
+    the first frame's context (diffusers and sgm alike), i.e. the pad frame's.
+    """
+
+    def __init__(self, unet: UNetSpatioTemporalConditionModel, context: torch.Tensor):
+        self.blocks = [*unet.down_blocks, unet.mid_block, *unet.up_blocks]
+        self.context = context.reshape(-1, 1, context.shape[-1])
+        self.handles: list = []
+
+    def _swap(self, module, args, kwargs):
+        if kwargs.get("encoder_hidden_states") is not None:
+            kwargs["encoder_hidden_states"] = self.context.to(kwargs["encoder_hidden_states"])
+        return args, kwargs
+
+    def __enter__(self) -> "PerFrameContext":
+        self.handles = [b.register_forward_pre_hook(self._swap, with_kwargs=True) for b in self.blocks]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self.handles:
+            h.remove()

@@ -9,7 +9,7 @@
 | dp_resnet (baseline)    | stage2  | stage2     | ResNet encoders + action head  | random init            |
 
 Batches come from ``ray.train.get_dataset_shard("train")``: clip references, cut into
-frames (B, V, T+1, H, W, 3) uint8 and actions (B, 32, 7) by ``ClipCollate`` in this process.
+frames (B, V, T, H, W, 3) uint8 and actions (B, 32, 7) by ``ClipCollate`` in this process.
 Every worker reports on the same steps (Train V2's report is a barrier); rank 0 attaches checkpoints
 and logs metrics to MLflow.
 """
@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from videopolicy.store import stable_seed
+from videopolicy.train.augment import color_jitter
 from videopolicy.train.checkpoint import (
     POLICY_DIR,
     CheckpointInfo,
@@ -174,7 +175,10 @@ def train_loop_per_worker(config: dict) -> None:
         t0 = time.perf_counter()
         batch = next(it)
         t1 = time.perf_counter()
-        inputs = {"frames": batch["frames"], "actions": batch["actions"], "text": batch["language"]}
+        frames = batch["frames"].to(device)
+        if any(cfg.train.color_jitter):
+            frames = color_jitter(frames, cfg.train.color_jitter, generator)
+        inputs = {"frames": frames, "actions": batch["actions"], "text": batch["language"]}
         with autocast:
             out = wrapped(inputs, spec.mode, generator)
         opt.zero_grad(set_to_none=True)
