@@ -79,10 +79,9 @@ def encode_clip(vae: AutoencoderKLTemporalDecoder, frames: torch.Tensor, cfg: Mo
     cfg = cfg.resolve()
     pixels = to_pixels(frames)
     b, v, t1 = pixels.shape[:3]
-    latents = encode_pixels(vae, pixels.flatten(0, 2), cfg.vae.encode_chunk, sample=True, generator=generator)
-    latents = latents.reshape(b, v, t1, *latents.shape[1:])
     cond = encode_condition(vae, pixels[:, :, 0], cfg, generator)
-    return ClipLatents(latents, cond)
+    latents = encode_pixels(vae, pixels.flatten(0, 2), cfg.vae.encode_chunk, sample=True, generator=generator)
+    return ClipLatents(latents.reshape(b, v, t1, *latents.shape[1:]), cond)
 
 
 @torch.no_grad()
