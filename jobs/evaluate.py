@@ -44,6 +44,11 @@ try:
     if args.episodes is not None and args.episodes <= 0:
         raise ConfigError([f"--episodes: must be > 0, got {args.episodes}"])
     policy = PolicySpec.parse(args.policy)
+    if policy.kind == "checkpoint" and not policy.problems():  # its pretrained VAE / text encoder are there
+        from videopolicy.models.pretrained import policy_dir_problems
+
+        if missing := policy_dir_problems(policy.path, key="--policy"):
+            raise ConfigError(missing)
     if policy.kind == "replay":  # the demo files this config trains on (scripted ones are generated on Ray)
         init_ray(cfg.ray)
         policy = policy.with_demos({s.task: s.path for s in demo_sources(cfg)})

@@ -238,9 +238,14 @@ class TrainConfig:
     # ColorJitter(brightness, contrast, saturation, hue) of the authors, on the trainer's copy of each
     # clip (one draw per camera); all zeros turns it off. Used by every learned row (video policy, DP).
     color_jitter: tuple[float, float, float, float] = (0.2, 0.2, 0.2, 0.05)
+    # a saved policy directory to evaluate instead of training one (e.g. the authors' released weights,
+    # jobs/import_checkpoint.py): the row runs only its evaluation, with the directory's own model config
+    policy_dir: str = ""
 
     def validate(self) -> list[str]:
         errs = []
+        if self.policy_dir and self.method in SANITY_METHODS:
+            errs.append(f"policy_dir: a {self.method} row has its own policy; remove policy_dir or the method")
         if any(x < 0 for x in self.color_jitter) or any(x >= 1 for x in self.color_jitter[:3]) \
                 or self.color_jitter[3] > 0.5:
             errs.append("color_jitter: (brightness, contrast, saturation) in [0, 1), hue in [0, 0.5]; "
@@ -412,8 +417,8 @@ class PlatformConfig:
     def model_problems(self) -> list[str]:
         """Problems of the model these clips would train (the sweep planner and train preflight ask; a
         data-only config, e.g. 8-px clips for a pipeline check, need not describe a trainable model)."""
-        if self.train.method in SANITY_METHODS:
-            return []
+        if self.train.method in SANITY_METHODS or self.train.policy_dir:
+            return []  # no model trained (a policy_dir carries its own config, checked by the sweep driver)
         errs = [f"model: {e} (the model's shape comes from clips)" for e in self.model_config().validate()]
         if errs:
             return errs

@@ -188,3 +188,32 @@ def test_import_job_reports_the_file_and_fix(tmp_path):
     assert proc.returncode != 0 and "cut.ckpt" in proc.stderr and "download it again" in proc.stderr
     assert "action normaliser rebuilt (the checkpoints store none)" in proc.stdout
     assert not (tmp_path / "out").exists()
+
+
+def test_a_sweep_row_evaluates_an_imported_policy(tmp_path):
+    import yaml
+
+    from videopolicy.config import load_sweep
+    from videopolicy.models.pretrained import rows_problems
+    from videopolicy.sweep.plan import build_plan
+
+    cfg = tiny_cfg()
+    ckpt, _ = write_authors_ckpt(tmp_path / "stage_2.ckpt", cfg)
+    write_demos(tmp_path / "d.hdf5")
+    normalizer, _ = cs.normalizer_from_demos([tmp_path / "d.hdf5"])
+    out = cs.import_policy(ckpt, tmp_path / "authors", cfg, OURS, normalizer)
+    data = yaml.safe_load((ROOT / "sweeps/smoke.yaml").read_text())
+    data["rows"] = [{"name": "authors", "overrides": {"train": {"policy_dir": str(out)}}},
+                    {"name": "two_stage", "overrides": {}},
+                    {"name": "gone", "overrides": {"train": {"policy_dir": str(tmp_path / "gone")}}}]
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
+    sweep = load_sweep(tmp_path / "s.yaml", check_files=False)
+    plan = build_plan(sweep, str(tmp_path / "store"))
+    row = plan.row("authors")
+    assert list(row.stages) == ["eval"] and plan.nodes[row.stages["eval"]].deps == ()  # nothing trained
+    assert rows_problems(sweep.rows) == [f"rows[gone].train.policy_dir: {tmp_path / 'gone'} has no config.json, "
+                                         f"model.safetensors, extra.json: not a policy directory (PolicyModel."
+                                         f"save_pretrained or jobs/import_checkpoint.py output)"]
+    before = row.stages["eval"]
+    (out / "extra.json").write_text((out / "extra.json").read_text() + "\n")  # another policy: another eval
+    assert build_plan(sweep, str(tmp_path / "store")).row("authors").stages["eval"] != before

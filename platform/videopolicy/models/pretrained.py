@@ -138,9 +138,14 @@ def rows_problems(rows) -> list[str]:
     """Pretrained-source problems of a sweep's (name, PlatformConfig) rows, one line per distinct problem."""
     found: dict[str, list[str]] = {}
     for name, cfg in rows:
-        if not cfg.model_problems() and cfg.train.method not in ("scripted_expert", "random"):
-            for e in problems(cfg.model_config()):
-                found.setdefault(e, []).append(name)
+        if cfg.train.policy_dir:
+            errs = policy_dir_problems(cfg.train.policy_dir)
+        elif not cfg.model_problems() and cfg.train.method not in ("scripted_expert", "random"):
+            errs = problems(cfg.model_config())
+        else:
+            errs = []
+        for e in errs:
+            found.setdefault(e, []).append(name)
     return [f"rows[{','.join(names)}].{e}" for e, names in found.items()]
 
 
@@ -237,3 +242,17 @@ def from_pretrained_args(source: str, subfolder: Optional[str], part: str) -> tu
     """Positional path and keyword arguments of ``X.from_pretrained`` for a source of `part`."""
     root, sub = locate(source, subfolder, PARTS[part].weights)
     return root, ({"subfolder": sub} if sub else {})
+
+
+def policy_dir_problems(policy_dir: str, key: str = "train.policy_dir") -> list[str]:
+    """A saved policy directory to evaluate: its files, then the pretrained parts its config names
+    (its U-Net, adapter and head are in model.safetensors)."""
+    from videopolicy.models.config import ModelConfig, from_dict
+
+    d = Path(policy_dir).expanduser()
+    missing = [n for n in ("config.json", "model.safetensors", "extra.json") if not (d / n).is_file()]
+    if missing:
+        return [f"{key}: {d} has no {', '.join(missing)}: not a policy directory (PolicyModel."
+                f"save_pretrained or jobs/import_checkpoint.py output)"]
+    cfg = from_dict(ModelConfig, json.loads((d / "config.json").read_text()))
+    return [f"{key}: {d}/config.json: {e}" for e in problems(cfg, skip=("unet",))]

@@ -156,7 +156,9 @@ class Executor:
         from videopolicy.evaluate.runner import evaluate
 
         stage_dir = self.plan.stage_dir(node).prepare()
-        if node.deps:
+        if node.cfg.train.policy_dir:  # a saved policy given by the row (e.g. jobs/import_checkpoint.py's)
+            spec = PolicySpec.parse(node.cfg.train.policy_dir)
+        elif node.deps:
             spec = PolicySpec("checkpoint", str(self.plan.stage_dir(node.deps[0]).path / "policy"))
         else:
             spec = PolicySpec(SANITY_POLICY[node.cfg.train.method])

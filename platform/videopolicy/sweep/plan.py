@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Optional
 
 from videopolicy.config import SANITY_METHODS, ConfigError, PlatformConfig, StageRunConfig, SweepConfig
@@ -101,6 +102,14 @@ def _eval_fields(cfg: PlatformConfig) -> dict:
             "render": asdict(d.render), "cameras": d.cameras, "image_size": d.image_size}
 
 
+def policy_dir_key(path: str) -> str:
+    """Identity of a saved policy directory: its path and its files' names, sizes and mtimes."""
+    d = Path(path).expanduser().resolve()
+    files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in d.iterdir() if p.is_file()) \
+        if d.is_dir() else []
+    return stable_hash(str(d), files)
+
+
 def check_paired(sweep: SweepConfig) -> None:
     """Every row must be evaluated on the same episodes, or the table's comparisons are not paired."""
     ids = {name: episode_list_id(cfg) for name, cfg in sweep.rows}
@@ -130,7 +139,9 @@ def build_plan(sweep: SweepConfig, store: str, rows: Optional[list[str]] = None)
         if rows is not None and name not in rows:
             continue
         t, stages = cfg.train, {}
-        if t.method not in SANITY_METHODS:
+        if t.policy_dir:  # a saved policy (e.g. the authors' weights): evaluation only, keyed by its files
+            policy = f"policy:{policy_dir_key(t.policy_dir)}"
+        elif t.method not in SANITY_METHODS:
             c = cfg.clips
             subset = c.task_subset if c.task_subset != "list" else f"list:{','.join(c.task_list)}"
             stages["data"] = add("data", data_key(cfg), cfg, name, (), f"clips horizon {c.video_horizon}, {subset}")
