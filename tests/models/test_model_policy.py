@@ -103,3 +103,39 @@ def test_dp_resnet_baseline_trains_and_samples():
     with fake_tensors():  # the paper's baseline: a ResNet-18 per camera
         full = DPResNetModel(ModelConfig(preset="svd-xt", kind="dp_resnet"))
         assert count_params(full.encoders[0]) == 11_176_512
+
+
+def test_spatial_softmax_pools_where_not_what():
+    """Diffusion Policy's pooling: the expected coordinates of learned keypoints. A bright spot moved
+    across the map moves the output; average pooling gives the same vector wherever the spot is."""
+    from videopolicy.models.baseline import SpatialSoftmax
+
+    pool = SpatialSoftmax(channels=4, keypoints=3)
+    with torch.no_grad():
+        pool.proj.weight.fill_(1.0)
+        pool.proj.bias.zero_()
+    left, right = torch.zeros(1, 4, 4, 4), torch.zeros(1, 4, 4, 4)
+    left[..., 1, 0], right[..., 1, 3] = 20.0, 20.0
+    a, b = pool(left), pool(right)
+    assert a.shape == (1, 6)
+    assert a[0, 0] < -0.9 and b[0, 0] > 0.9  # x of keypoint 0: left edge vs right edge
+    assert torch.allclose(a[0, 1], b[0, 1])  # same row, same y
+    assert torch.equal(left.mean((-2, -1)), right.mean((-2, -1)))  # what average pooling would see
+
+
+def test_dp_resnet_has_its_own_noise_schedule():
+    """It denoises actions alone: EDM's lognormal(-1.2, 1.2) from sigma 80, not the video's (1.0, 1.6) from 700."""
+    cfg = tiny_config(kind="dp_resnet")
+    model = build_model(cfg, with_encoders=False).set_mode("baseline")
+    seen = []
+    orig = model.denoise_actions
+    model.denoise_actions = lambda x, s, c: (seen.append(s.clone()), orig(x, s, c))[1]
+    data = synthetic_clips(64)
+    model({"frames": data["frames"], "actions": data["actions"], "text_emb": torch.zeros(64, 64)}, "baseline",
+          torch.Generator().manual_seed(0))
+    log_sigma = seen[0].log()
+    assert abs(log_sigma.mean().item() - (-1.2)) < 0.4 and abs(log_sigma.std().item() - 1.2) < 0.35
+    seen.clear()
+    model.text_cache.embeddings["x"] = torch.zeros(64)
+    model.sample_actions(data["frames"][:1, :, 0], ["x"], SamplerConfig(steps=4), torch.Generator().manual_seed(0))
+    assert seen[0][0].item() == pytest.approx(80.0)  # the first Euler step starts at the baseline's sigma_max

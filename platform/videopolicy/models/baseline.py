@@ -4,8 +4,8 @@ One ResNet-18-shaped encoder per camera (transformers ``ResNetModel``, random in
 be installed beside the CPU torch), BatchNorm replaced by GroupNorm as Diffusion Policy does, global
 average pooling, concatenated with the instruction's CLIP text embedding (multi-task) into the global
 condition of the same FiLM action head as Video Policy, with its own step embedding. Trained with
-the same EDM action loss (independent sigma per clip) and sampled with head-only Euler steps
-(``sampler.steps``, no guidance).
+the same EDM action loss (independent sigma per clip, its own schedule: ``baseline.p_mean/p_std``) and
+sampled with head-only Euler steps (``sampler.steps`` from ``baseline.sigma_max``, no guidance).
 """
 
 from __future__ import annotations
@@ -116,7 +116,9 @@ class DPResNetModel(PolicyModel):
         b = actions.shape[0]
         if self.training and self.cfg.edm.cond_dropout > 0:
             text = text * (torch.rand(b, 1, generator=generator, device=text.device) >= self.cfg.edm.cond_dropout)
-        sigma = edm.sample_sigma(b, self.cfg.edm, generator, self.device)
+        bl = self.cfg.baseline
+        sigma = edm.sample_sigma(b, dataclasses.replace(self.cfg.edm, p_mean=bl.p_mean, p_std=bl.p_std), generator,
+                                 self.device)
         cond = self.observation_condition(frames, text)
         denoised = self.denoise_actions(edm.add_noise(actions, sigma, generator), sigma, cond)
         per_step = edm.weighted_error(denoised, actions, sigma).mean(-1)
@@ -130,7 +132,8 @@ class DPResNetModel(PolicyModel):
         from videopolicy.models.sampler import euler_sample
 
         h = self.cfg.action_head
-        sigmas = edm.karras_sigmas(cfg.steps, cfg.sigma_min, cfg.sigma_max, cfg.rho).tolist()
+        sigmas = edm.karras_sigmas(cfg.steps, cfg.sigma_min, min(cfg.sigma_max, self.cfg.baseline.sigma_max),
+                                   cfg.rho).tolist()
         shape = (cond.shape[0], h.horizon, h.action_dim)
         return SampleOutput(euler_sample(
             lambda x, sigma: self.denoise_actions(x, torch.full((x.shape[0],), sigma, device=x.device), cond),

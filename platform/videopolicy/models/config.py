@@ -367,6 +367,12 @@ class BaselineConfig:
     group_norm: bool = True  # Diffusion Policy swaps BatchNorm for GroupNorm (channels / 16 groups)
     pooling: Literal["spatial_softmax", "average"] = "spatial_softmax"  # Diffusion Policy: spatial softmax
     keypoints: int = 32  # spatial softmax: learned keypoints per camera (2 coordinates each)
+    # Its own noise schedule: it denoises actions in [-1, 1] alone, so EDM's defaults (Karras et al. 2022:
+    # lognormal(-1.2, 1.2), sigma_max 80) rather than the video's lognormal(1.0, 1.6) from sigma 700,
+    # which spends most training steps at noise levels where the observation barely matters.
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    sigma_max: float = 80.0
 
     def validate(self) -> list[str]:
         errs = []
