@@ -186,6 +186,8 @@ class StageRunConfig:
     keep_checkpoints: int = 2
     lr: float = 0.0  # 0: model.optim.lr (U-Net); adapter + head train at lr * model.optim.head_lr_scale
     ema_decay: float = 0.0  # 0: no EMA; else the EMA weights are what the checkpoint's policy uses
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: to 0 at `steps` (Diffusion Policy, lerobot)
+    warmup_steps: int = 0  # linear warm-up from 0 (either schedule)
     log_every: int = 10  # steps between metric reports (rank 0 only)
 
     def validate(self) -> list[str]:
@@ -202,6 +204,8 @@ class StageRunConfig:
             errs.append("lr: must be >= 0")
         if not 0.0 <= self.ema_decay < 1.0:
             errs.append("ema_decay: must be in [0, 1)")
+        if not 0 <= self.warmup_steps < max(self.steps, 1):
+            errs.append("warmup_steps: must be in [0, steps)")
         if self.log_every <= 0:
             errs.append("log_every: must be > 0")
         return errs

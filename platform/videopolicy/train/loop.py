@@ -11,7 +11,7 @@
 Batches come from ``ray.train.get_dataset_shard("train")``: clip references, cut into
 frames (B, V, T, H, W, 3) uint8 and actions (B, 32, 7) by ``ClipCollate`` in this process.
 Every worker reports on the same steps (Train V2's report is a barrier); rank 0 attaches checkpoints
-and logs metrics to MLflow.
+and queues metrics for MLflow (sent in the background; nothing lost while the server is down).
 """
 
 from __future__ import annotations
@@ -74,20 +74,25 @@ class _Metrics:
         return out
 
 
-def _log_mlflow(spec, run_id: str | None, metrics: dict[str, float], step: int) -> None:
-    """Batched: one HTTP round trip per report. An unreachable server costs metrics, never the run."""
-    if not (spec.tracking_uri and run_id):
-        return
-    try:
-        from mlflow import MlflowClient
-        from mlflow.entities import Metric
+def _metrics_queue(spec, run_id: str | None):
+    """Rank 0's MLflow metrics (tracking/train_metrics.py): queued on disk in a millisecond and sent in order by
+    a background thread, so the step never waits for the server; kept while it is down; a step an earlier
+    attempt of this run already logged is not logged again. None when the run is not tracked."""
+    from videopolicy.tracking.train_metrics import TrainMetrics
 
-        now = int(time.time() * 1000)
-        prefix = f"{spec.stage}/"
-        MlflowClient(spec.tracking_uri).log_batch(
-            run_id, metrics=[Metric(prefix + k, float(v), now, step) for k, v in metrics.items()])
-    except Exception as e:  # noqa: BLE001 - tracking must not stop training
-        log.warning("MLflow logging failed at step %d: %s", step, e)
+    target = spec.metrics_target(run_id)
+    return TrainMetrics(spec.queue_store, spec.name, target, prefix=f"{spec.stage}/") if target else None
+
+
+def lr_factor(run, step: int) -> float:
+    """Multiplier of the base lr for optimizer step `step` (1-based): linear warm-up, then constant or
+    cosine to 0 at ``run.steps``. A function of the step alone, so a resumed run continues the schedule."""
+    import math
+
+    warm = min(1.0, step / run.warmup_steps) if run.warmup_steps else 1.0
+    if run.lr_schedule == "cosine":
+        return warm * 0.5 * (1 + math.cos(math.pi * min(step, run.steps) / run.steps))
+    return warm
 
 
 def _read_resume_point(d: str | Path):
@@ -134,6 +139,7 @@ def train_loop_per_worker(config: dict) -> None:
         log.info("rank %d resumes at step %d", rank, step)
     if step >= run.steps:
         return
+    metrics_queue = _metrics_queue(spec, run_id) if rank == 0 else None
 
     model.to(device)
     groups = model.param_groups(spec.mode)
@@ -147,6 +153,7 @@ def train_loop_per_worker(config: dict) -> None:
     else:
         wrapped = ray.train.torch.prepare_model(model)
     opt = torch.optim.Adam(groups, fused=device.type in ("cpu", "cuda"))
+    base_lrs = [g["lr"] for g in opt.param_groups]
     ema = {n: p.detach().clone() for n, p in trainable.items()} if run.ema_decay > 0 else None
     if state is not None:
         opt.load_state_dict(state["optimizer"])
@@ -181,6 +188,8 @@ def train_loop_per_worker(config: dict) -> None:
         inputs = {"frames": frames, "actions": batch["actions"], "text": batch["language"]}
         with autocast:
             out = wrapped(inputs, spec.mode, generator)
+        for g, base in zip(opt.param_groups, base_lrs):
+            g["lr"] = base * lr_factor(run, step + 1)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         opt.step()
@@ -195,13 +204,13 @@ def train_loop_per_worker(config: dict) -> None:
         if not (save or step % run.log_every == 0):
             continue
         metrics = {**window.summary(run.batch_size * world), "step": step,
-                   "lr": groups[0]["lr"]}
+                   "lr": opt.param_groups[0]["lr"]}
         window = _Metrics()
         if progress:  # one line per report: who (pid) reached which step; tests and operators read it
             with open(progress / f"rank{rank}.jsonl", "a") as f:
                 f.write(json.dumps({"pid": os.getpid(), "step": step, "time": time.time()}) + "\n")
-        if rank == 0:
-            _log_mlflow(spec, run_id, metrics, step)
+        if metrics_queue is not None:
+            metrics_queue.log(metrics, step)
         if save and rank == 0:
             tmp = Path(tempfile.mkdtemp(prefix="vp_ckpt_"))
             info = CheckpointInfo(step, spec.stage, cfg.train.method, run_id, spec.platform_dict)
@@ -214,5 +223,7 @@ def train_loop_per_worker(config: dict) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             ray.train.report(metrics)
+    if metrics_queue is not None:
+        metrics_queue.close()
     if progress and rank == 0:
         (progress / "done.json").write_text(json.dumps({"step": step}))
