@@ -106,7 +106,7 @@ def test_svd_xt_adapter_groupnorms_are_the_authors():
     ref = fixture("stage2_robocasa_unet_adapter_head")["keys"]
     checked = 0
     for key in ref:
-        if not key.startswith("vision_encoder.") or not key.endswith(".weight") or ref[key].__len__() != 1:
+        if not key.startswith("vision_encoder.") or not key.endswith(".weight") or len(ref[key]) != 1:
             continue
         ours, cam = cs.adapter_key(key[len("vision_encoder."):])
         layer = key.split(".")[1]
@@ -320,6 +320,10 @@ def test_unknown_and_colliding_keys_are_refused():
         cs.convert(sd, cs.AUTHORS_CAMERAS, "x")
     with pytest.raises(cs.CheckpointError, match="robot0_agentview_left"):
         cs.convert({}, [EYE, EYE, RIGHT], "x")
+    twice = {cs.PREFIX + "out.2.bias": torch.zeros(4), cs.PREFIX + "_orig_mod.out.2.bias": torch.ones(4)}
+    with pytest.raises(cs.CheckpointError, match="repeats model.diffusion_model.out.2.bias"):
+        cs.network_tensors(twice, "x")
+    assert list(cs.network_tensors({cs.PREFIX + "_orig_mod.out.2.bias": torch.ones(4)}, "x")) == ["out.2.bias"]
 
 
 def test_group_counts_are_validated():

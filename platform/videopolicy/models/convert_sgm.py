@@ -139,7 +139,11 @@ def network_tensors(state_dict: Mapping[str, object], source: str = "checkpoint"
             continue
         if not isinstance(value, torch.Tensor):
             raise CheckpointError(f"{source}: {key} is a {type(value).__name__}, not a tensor")
-        out[key[len(PREFIX):].replace("_orig_mod.", "")] = value
+        name = key[len(PREFIX):].replace("_orig_mod.", "")
+        if name in out:
+            raise CheckpointError(f"{source}: {key} repeats {PREFIX}{name} (a compiled and a plain copy?); "
+                                  f"keep one and save again")
+        out[name] = value
     if not out:
         sample = [k for k in list(state_dict)[:5]]
         raise CheckpointError(f"{source}: no '{PREFIX}*' keys (first keys: {sample}); not an authors' Video Policy "
