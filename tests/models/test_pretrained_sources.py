@@ -152,3 +152,16 @@ def test_sweep_driver_refuses_missing_weights_before_ray(tmp_path):
     assert "rows[two_stage].model.unet.pretrained" in proc.stderr and "unet/config.json" in proc.stderr
     assert "model.text.pretrained" not in proc.stderr  # that one is in place
     assert "Started a local Ray" not in proc.stdout + proc.stderr and not (tmp_path / "store").exists()
+
+
+def test_train_stage_refuses_unset_weights_before_ray(tmp_path):
+    data = yaml.safe_load((ROOT / "sweeps/smoke.yaml").read_text())
+    data["base"]["model"] = {"preset": "svd-xt"}
+    data["base"]["store"] = str(tmp_path / "store")
+    path = tmp_path / "bare.yaml"
+    path.write_text(yaml.safe_dump(data))
+    proc = subprocess.run([sys.executable, str(ROOT / "jobs/train_stage.py"), "--sweep", str(path), "--row", "two_stage",
+                           "--stage", "stage1"], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          env={**os.environ, "RAY_ADDRESS": ""})
+    assert proc.returncode != 0 and "model.unet.pretrained: not set" in proc.stderr, proc.stderr[-1000:]
+    assert "allow_random_init: true" in proc.stderr and not (tmp_path / "store").exists()
