@@ -61,7 +61,7 @@ def train_child(mode: str, steps: int) -> dict:
     model = VideoPolicyModel(cfg).set_mode(mode).train()
     lat = cfg.latent_size
     g = torch.Generator().manual_seed(0)
-    batch = {"latents": torch.randn(BATCH, cfg.num_cameras, cfg.frames_per_camera + 1, 4, lat, lat, generator=g),
+    batch = {"latents": torch.randn(BATCH, cfg.num_cameras, max(cfg.frames_per_camera, 1), 4, lat, lat, generator=g),
              "cond_latents": torch.randn(BATCH, cfg.num_cameras, 4, lat, lat, generator=g),
              "text_emb": torch.randn(BATCH, 64, generator=g),
              "actions": torch.rand(BATCH, 32, 7, generator=g) * 2 - 1}

@@ -135,6 +135,11 @@ def test_build_clips_end_to_end(ray_cluster, demo_files, tmp_path):
             assert np.array_equal(batch["actions"][i].numpy(), ref["actions"])
             seen += 1
     assert seen == len(rows) and not by_key  # each clip once per epoch
+    # repeat: one execution serves several epochs, each clip `repeat` times (training runs use it)
+    from collections import Counter
+
+    refs = Counter((r["demo_uid"], int(r["start"])) for r in ds.ray_dataset("train", seed=0, repeat=3).take_all())
+    assert len(refs) == len(rows) and set(refs.values()) == {3}
     # epochs are reshuffled; a fixed seed gives a fixed order
     order = lambda d: [(r["demo_uid"], r["start"]) for r in d.take(20)]  # noqa: E731
     assert order(ds.ray_dataset("train", seed=3)) == order(ds.ray_dataset("train", seed=3))

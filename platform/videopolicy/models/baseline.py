@@ -106,7 +106,7 @@ class DPResNetModel(PolicyModel):
         return c_skip * x + c_out * self.action_head(x * c_in, c_noise, global_cond)
 
     def forward(self, batch: dict, mode: str = "baseline", generator: Optional[torch.Generator] = None) -> LossOutput:
-        """EDM action loss. batch: frames (B, V, T+1, H, W, 3) uint8 (frame 0 used), text / text_emb, actions."""
+        """EDM action loss. batch: frames (B, V, T, H, W, 3) uint8 (frame 0, the current one, used), text / text_emb, actions."""
         if mode not in MODES:
             raise ValueError(f"DP-ResNet trains in mode 'baseline', not {mode!r}")
         text = _as_tensor(batch["text_emb"], self.device).float() if "text_emb" in batch \

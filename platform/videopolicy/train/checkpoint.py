@@ -104,7 +104,7 @@ def check_init_checkpoint(policy_dir: str | Path, want: ModelConfig, cameras: li
         raise TrainSetupError(f"{policy_dir}: no model.safetensors (an unfinished or foreign checkpoint)")
     have = policy_model_config(policy_dir)
     problems = []
-    for name in ("preset", "kind", "num_cameras", "frames_per_camera", "image_size"):
+    for name in ("preset", "kind", "num_cameras", "frames_per_camera", "pad_camera", "image_size"):
         if getattr(have, name) != getattr(want, name):
             problems.append(f"{name}: checkpoint has {getattr(have, name)!r}, this run needs {getattr(want, name)!r}")
     extra = json.loads((policy_dir / "extra.json").read_text()) if (policy_dir / "extra.json").exists() else {}

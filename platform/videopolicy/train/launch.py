@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,20 +161,34 @@ def train_params(spec: TrainSpec) -> dict:
             "ema_decay": r.ema_decay, "clips": Path(spec.clips_path).name, "init_from": spec.init_from or ""}
 
 
+def _train_dataset(spec: TrainSpec):
+    """The training clips, repeated so one Ray Data execution serves about `EPOCH_STEPS` steps (or the
+    whole run, if shorter): every execution restarts the pipeline, seconds each on a small box."""
+    from videopolicy.data.clips import ClipDataset
+
+    ds = ClipDataset.open(spec.clips_path)
+    n = max(int(ds.manifest["clip_counts"].get("train", 1)), 1)
+    per_step = spec.run.batch_size * spec.cfg.train.workers
+    repeat = max(1, min(math.ceil(min(spec.run.steps, EPOCH_STEPS) * per_step / n), 64))
+    return ds.ray_dataset("train", shuffle=True, repeat=repeat)
+
+
+EPOCH_STEPS = 500  # steps served by one execution of the training dataset (at most; see _train_dataset)
+
+
 def run_training(spec: TrainSpec) -> TrainResult:
     """Preflight, then fit one TorchTrainer (resuming if `name` already has checkpoints)."""
     import ray.train
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from videopolicy.data.clips import ClipDataset
     from videopolicy.runtime import worker_env
     from videopolicy.train.loop import train_loop_per_worker
 
     preflight(spec)
     if "://" not in spec.storage_path:  # workers look for checkpoints there too, from their own cwd
         spec = dataclasses.replace(spec, storage_path=str(Path(spec.storage_path).expanduser().resolve()))
-    spec = dataclasses.replace(spec, mlflow_run_id=resolve_mlflow_run(spec))
+    spec = dataclasses.replace(spec, mlflow_run_id=resolve_mlflow_run(spec), store=spec.queue_store)
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = False  # per-epoch bars flood job logs
@@ -193,7 +208,7 @@ def run_training(spec: TrainSpec) -> TrainResult:
             failure_config=FailureConfig(max_failures=t.max_failures),
             worker_runtime_env={"env_vars": env},
         ),
-        datasets={"train": ClipDataset.open(spec.clips_path).ray_dataset("train", shuffle=True)},
+        datasets={"train": _train_dataset(spec)},
     )
     try:
         result = trainer.fit()
