@@ -270,6 +270,33 @@ class TrainConfig:
 
 
 @dataclass
+class AdaptiveConfig:
+    """`eval.adaptive`: anytime-valid evaluation. Every row but the reference runs the fixed episode list
+    in rounds (one episode of every task per round, the same order for every row) and stops once its
+    paired comparison with the reference is decided by a sequential test valid under continuous
+    monitoring (videopolicy.evaluate.sequential), or at the maximum. Off by default."""
+
+    enabled: bool = False
+    alpha: float = 0.05  # error level of the decision (false-positive rate under continuous monitoring)
+    reference: str = ""  # row compared against; "" = the sweep's reference (its first row)
+    decision: Literal["better", "worse", "either"] = "either"  # what to decide: row better, worse, or either
+    min_episodes_per_task: int = 3  # never stop before this many rounds
+    max_episodes_per_task: int = 0  # 0 = eval.episodes_per_task (the fixed budget); at most that
+
+    def validate(self) -> list[str]:
+        errs = []
+        if not 0 < self.alpha < 1:
+            errs.append(f"alpha: must be in (0, 1), got {self.alpha}")
+        if self.min_episodes_per_task < 1:
+            errs.append("min_episodes_per_task: must be >= 1")
+        if self.max_episodes_per_task < 0:
+            errs.append("max_episodes_per_task: must be >= 0 (0 = eval.episodes_per_task)")
+        if self.max_episodes_per_task and self.max_episodes_per_task < self.min_episodes_per_task:
+            errs.append("max_episodes_per_task: must be >= min_episodes_per_task")
+        return errs
+
+
+@dataclass
 class EvalConfig:
     """Stage `eval`: closed-loop rollouts of a row's policy; every row of a sweep gets the same episodes."""
 
@@ -289,9 +316,17 @@ class EvalConfig:
     max_retries: int = 3  # infrastructure errors (actor death, renderer failure) per episode
     video_episodes: int = 1  # episodes per task saved as MP4
     sampler_steps: int = 0  # 0: model.sampler.steps
+    adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)  # stop a row once its comparison is decided
+
+    def max_rounds(self) -> int:
+        """Episodes per task a row runs at most (the fixed budget unless eval.adaptive lowers it)."""
+        return min(self.adaptive.max_episodes_per_task or self.episodes_per_task, self.episodes_per_task)
 
     def validate(self) -> list[str]:
         errs = []
+        if self.adaptive.max_episodes_per_task > self.episodes_per_task:
+            errs.append(f"adaptive.max_episodes_per_task: {self.adaptive.max_episodes_per_task} is more than "
+                        f"episodes_per_task {self.episodes_per_task} (the fixed episode list)")
         if self.episodes_per_task <= 0:
             errs.append("episodes_per_task: must be > 0")
         if self.max_steps < 0:

@@ -57,6 +57,16 @@ CREATE TABLE IF NOT EXISTS episodes (
     PRIMARY KEY (episode_key, policy_id, policy_seed, protocol_hash)
 );
 CREATE INDEX IF NOT EXISTS by_status ON episodes (policy_id, policy_seed, protocol_hash, status, ord);
+CREATE TABLE IF NOT EXISTS stops (             -- adaptive evaluation: where and why a run stopped
+    policy_id     TEXT NOT NULL,
+    policy_seed   INTEGER NOT NULL,
+    protocol_hash TEXT NOT NULL,
+    rounds        INTEGER NOT NULL,            -- complete rounds (episodes per task) when it stopped
+    reason        TEXT NOT NULL,               -- "decided: better" | "decided: worse" | "max_episodes"
+    info          TEXT,                        -- JSON: the sequential test's result at the stop
+    updated       REAL NOT NULL,
+    PRIMARY KEY (policy_id, policy_seed, protocol_hash)
+);
 """
 
 
@@ -209,6 +219,19 @@ class Ledger:
             self._tx("ROLLBACK")
             raise
         return status
+
+    def record_stop(self, run: RunKey, rounds: int, reason: str, info: dict) -> None:
+        """Adaptive evaluation stopped this run after `rounds` rounds (final: the first record is kept)."""
+        self._tx("INSERT OR IGNORE INTO stops (policy_id, policy_seed, protocol_hash, rounds, reason, info, updated) "
+                 "VALUES (?,?,?,?,?,?,?)", (run.policy_id, run.policy_seed, run.protocol_hash, int(rounds), reason,
+                                           json.dumps(info), time.time()))
+
+    def stop_record(self, run: RunKey) -> Optional[dict]:
+        """{"rounds", "reason", "info"} where adaptive evaluation stopped this run; None if it has not."""
+        row = self._tx("SELECT rounds, reason, info FROM stops WHERE policy_id=? AND policy_seed=? AND protocol_hash=?",
+                       (run.policy_id, run.policy_seed, run.protocol_hash)).fetchone()
+        return None if row is None else {"rounds": int(row[0]), "reason": row[1],
+                                         "info": json.loads(row[2]) if row[2] else {}}
 
     # -- reading -----------------------------------------------------------------------------------
 

@@ -135,6 +135,87 @@ def task_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@dataclass
+class AdaptiveRun:
+    """Adaptive evaluation of one row against a reference (config `eval.adaptive`, resolved by the sweep).
+
+    reference: episode_key -> success of the reference row's finished episodes (status done)."""
+
+    reference: dict[str, bool]
+    alpha: float = 0.05
+    decision: str = "either"
+    min_rounds: int = 3
+    max_rounds: int = 10
+    reference_row: str = ""
+
+
+class AdaptiveSchedule:
+    """Which episodes a row may run now, and whether it is done: the episode list in rounds (round r =
+    the r-th episode of every task, tasks in protocol order; the same for every row), released a round
+    at a time after the first `min_rounds`. Between rounds the sequential test (evaluate/sequential.py)
+    runs on the complete rounds, paired with the reference; a decided test (or the maximum) stops the
+    row and the ledger records where and why. Everything is derived from the ledger, so a resumed run
+    continues the same test (no restart, no episode counted twice)."""
+
+    def __init__(self, specs: list[EpisodeSpec], adaptive: AdaptiveRun, ledger: Ledger, run: RunKey):
+        self.a, self.ledger, self.run = adaptive, ledger, run
+        by_task: dict[str, list[str]] = {}
+        for s in specs:
+            by_task.setdefault(s.task, []).append(s.key)
+        self.rounds = [[keys[r] for keys in by_task.values() if r < len(keys)]
+                       for r in range(min(adaptive.max_rounds, max(len(k) for k in by_task.values())))]
+        self.released = min(adaptive.min_rounds, len(self.rounds))
+        self.stopped: Optional[dict] = ledger.stop_record(run)
+
+    def allowed(self) -> list[str]:
+        """Keys leasable now (the released rounds; none once stopped)."""
+        return [] if self.stopped else [k for r in self.rounds[:self.released] for k in r]
+
+    def complete_rounds(self) -> int:
+        finished = {rec["episode_key"]: rec for rec in self.ledger.records(self.run, [k for r in self.rounds for k in r])}
+        n = 0
+        while n < len(self.rounds) and all(k in finished for k in self.rounds[n]):
+            n += 1
+        return n
+
+    def advance(self) -> bool:
+        """Called when no released episode is pending or leased: True when the row is finished (stopped
+        now or earlier), else releases the next round."""
+        from videopolicy.evaluate.sequential import stop_rule
+
+        if self.stopped:
+            return True
+        done = self.complete_rounds()
+        recs = {r["episode_key"]: r for r in self.ledger.records(self.run, [k for r in self.rounds[:done] for k in r])}
+        pairs = [(recs[k]["success"], self.a.reference[k]) for r in self.rounds[:done] for k in r
+                 if recs[k]["status"] == "done" and k in self.a.reference]
+        a = [p[0] for p in pairs]
+        b = [p[1] for p in pairs]
+        decision = stop_rule(a, b, done, self.a.min_rounds, len(self.rounds), self.a.alpha, self.a.decision)
+        if decision.stop:
+            info = {**decision.result.as_dict(), "reference_row": self.a.reference_row,
+                    "max_rounds": len(self.rounds), "episodes_run": sum(len(r) for r in self.rounds[:done]),
+                    "episodes_budget": sum(len(r) for r in self.rounds)}
+            self.ledger.record_stop(self.run, done, decision.reason, info)
+            self.stopped = self.ledger.stop_record(self.run)
+            log.info("adaptive evaluation: stopped after %d round(s) of %d: %s (delta %+.2f, e-value %.3g)", done,
+                     len(self.rounds), decision.reason, decision.result.delta, decision.result.e_value)
+            return True
+        self.released = max(self.released, done + 1)
+        return False
+
+
+def not_run_records(specs: list[EpisodeSpec], run: RunKey, finished: list[dict]) -> list[dict]:
+    """Records (status "not_run") of the episodes an adaptive row never ran: never counted as outcomes;
+    they keep the episode list whole, so comparisons stay paired on the episodes both rows ran."""
+    have = {r["episode_key"] for r in finished}
+    return [{"suite": s.suite, "task": s.task, "scene": s.scene, "index": s.index, "seed": s.seed,
+             "episode_key": s.key, "policy_id": run.policy_id, "policy_seed": run.policy_seed,
+             "protocol_hash": run.protocol_hash, "status": "not_run", "success": False, "steps": 0,
+             "failure_reason": "adaptive: stopped before this episode", "video_path": None, "attempts": 0,
+             "wall_s": 0.0, "instruction": None, "details": {}} for s in specs if s.key not in have]
+
+
 def evaluate(
     cfg: PlatformConfig,
     policy: PolicySpec,
@@ -148,6 +229,7 @@ def evaluate(
     worker_max_restarts: int = 3,
     retry_infra_errors: bool = True,
     demo_scenes: Optional[dict[str, str]] = None,
+    adaptive: Optional[AdaptiveRun] = None,
 ) -> pd.DataFrame:
     """Evaluate `policy` on ``cfg.eval.suite``; returns one row per episode (RESULT_COLUMNS).
 
@@ -155,7 +237,9 @@ def evaluate(
     workers; "local": each worker loads its own copy (the benchmark's comparison point).
     `owner` names this run's leases and actors (``<owner>/worker<i>.<generation>``). Episodes left
     as infrastructure errors by an earlier run are retried (`retry_infra_errors`). `demo_scenes`:
-    see `plan_evaluation`.
+    see `plan_evaluation`. `adaptive`: run in rounds and stop once the comparison with the reference is
+    decided (`AdaptiveSchedule`); episodes not run come back with status "not_run" and the stop is in
+    ``adaptive.json`` and the ledger.
     """
     plan = plan_evaluation(cfg, policy, episodes_per_task, demo_scenes)
     out = Path(out_dir).expanduser().resolve()
@@ -171,11 +255,21 @@ def evaluate(
             "policy_seed": cfg.eval.policy_seed, "execute_steps": plan.execute_steps,
             "eval": dataclasses.asdict(cfg.eval), "versions": _versions()})
         counts = ledger.counts(plan.run, keys)
-        if counts["pending"] or counts["leased"]:
-            _Driver(cfg, plan, ledger, out, policy_mode, lease_ttl_s, episode_timeout_s,
-                    owner or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
-                    worker_max_restarts).run(keys)
-        df = results_frame(ledger.records(plan.run, keys))
+        schedule = AdaptiveSchedule(plan.specs, adaptive, ledger, plan.run) if adaptive is not None else None
+        if (counts["pending"] or counts["leased"]) and not (schedule and schedule.stopped):
+            driver = _Driver(cfg, plan, ledger, out, policy_mode, lease_ttl_s, episode_timeout_s,
+                             owner or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+                             worker_max_restarts)
+            driver.schedule = schedule
+            driver.run(keys)
+        records = ledger.records(plan.run, keys)
+        if schedule is not None:
+            if not schedule.stopped:  # every episode already finished: the test still says where it ended
+                schedule.advance()
+            records += not_run_records(plan.specs, plan.run, records)
+            write_json_atomic(out / "adaptive.json", {**dataclasses.asdict(adaptive), "reference": None,
+                                                      "stop": schedule.stopped})
+        df = results_frame(records)
     finally:
         ledger.close()
     tmp = out / f"results.csv.tmp{os.getpid()}"
@@ -196,6 +290,7 @@ class _Driver:
         self.servers: list = []
         self.slots: list[_Slot] = []
         self.done_by_task: dict[str, list[int]] = {}
+        self.schedule: Optional[AdaptiveSchedule] = None  # adaptive evaluation: which keys may run now
 
     # -- actors ------------------------------------------------------------------------------------
 
@@ -268,16 +363,20 @@ class _Driver:
         self._start_servers(n_workers)
         self.slots = [_Slot(i) for i in range(n_workers)]
         last_beat = time.time()
+        active = self.schedule.allowed() if self.schedule else keys
         try:
             while True:
                 for slot in self.slots:
-                    if slot.ref is None:
-                        self._assign(slot, keys)
+                    if slot.ref is None and active:
+                        self._assign(slot, active)
                 busy = [s for s in self.slots if s.ref is not None]
                 if not busy:
-                    c = self.ledger.counts(self.plan.run, keys)
+                    c = self.ledger.counts(self.plan.run, active) if active else {"pending": 0, "leased": 0}
                     if c["pending"] == 0 and c["leased"] == 0:
-                        return
+                        if self.schedule is None or self.schedule.advance():
+                            return
+                        active = self.schedule.allowed()  # the next round, released after the test
+                        continue
                     time.sleep(self.heartbeat_s)  # leases held by another live driver: wait, then reclaim
                     continue
                 ready, _ = ray.wait([s.ref for s in busy], num_returns=1, timeout=self.heartbeat_s)

@@ -57,7 +57,7 @@ def success_table(df: pd.DataFrame) -> pd.DataFrame:
         lo, hi = wilson(k, n)
         out.append({**dict(zip(keys, key)), "n": n, "successes": k,
                     "rate": k / n if n else float("nan"), "lo": lo, "hi": hi,
-                    "infra_errors": int((group["status"] != "done").sum())})
+                    "infra_errors": int((group["status"] == "infra_error").sum())})  # not_run: never run
     cols = keys + ["n", "successes", "rate", "lo", "hi", "infra_errors"]
     return pd.DataFrame(out, columns=cols)
 
@@ -242,7 +242,9 @@ def paired_difference(df: pd.DataFrame, row_a: str, row_b: str, z: float = Z95) 
     this is exactly Newcombe's interval on the pooled counts.
 
     Raises EpisodeMismatchError when the rows were evaluated on different episode sets. Episodes
-    where either row had an infrastructure error are dropped from both (counted in `dropped`).
+    where either row had an infrastructure error are dropped from both (counted in `dropped`); episodes
+    a row never ran (status "not_run": adaptive evaluation stopped it early) are left out too, so the
+    comparison is paired on the episodes both rows ran.
     """
     a, b = _outcomes(df, row_a), _outcomes(df, row_b)
     only_a, only_b = a.index.difference(b.index), b.index.difference(a.index)
@@ -260,7 +262,7 @@ def paired_difference(df: pd.DataFrame, row_a: str, row_b: str, z: float = Z95) 
     cells = np.stack([sa & sb, sa & ~sb, ~sa & sb, ~sa & ~sb], axis=1)  # e, f, g, h per pair
     e, f, g, h = (int(x) for x in cells.sum(axis=0))
     p = mcnemar_exact(f, g)
-    dropped = int((~ok).sum())
+    dropped = int(((a["status"] == "infra_error") | (b["status"] == "infra_error")).sum())  # not "not_run"
     if len(cells) == 0:
         return PairedDifference(row_a, row_b, math.nan, -1.0, 1.0, p, 0, 0, 0, dropped)
     per_task = [cells[tasks == t] for t in pd.unique(tasks)]

@@ -146,7 +146,7 @@ def build_report(results: pd.DataFrame, rows: list[RowInfo], out_dir: str | Path
     table = ablation_table(results, reference_row=reference_row, rows=names)
     paths = table.save(out)
     done = int((results["status"] == "done").sum())
-    infra = int((results["status"] != "done").sum())
+    infra = int((results["status"] == "infra_error").sum())
     header = (f"<h1>{html.escape(title)}</h1><p class=\"meta\">{len(names)} rows, {len(table.tasks)} tasks, "
               f"{done} episodes ({infra} infrastructure errors excluded); reference row: "
               f"{html.escape(reference_row or '-')}; generated {time.strftime('%Y-%m-%d %H:%M:%S')}</p>")

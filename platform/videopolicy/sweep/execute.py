@@ -12,6 +12,7 @@ name), evaluation from its episode ledger. A failed stage fails its dependents; 
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -162,7 +163,8 @@ class Executor:
             spec = PolicySpec("checkpoint", str(self.plan.stage_dir(node.deps[0]).path / "policy"))
         else:
             spec = PolicySpec(SANITY_POLICY[node.cfg.train.method])
-        df = evaluate(node.cfg, spec, stage_dir, owner=f"sweep-{node.key[:8]}")
+        adaptive = self._adaptive(node)
+        df = evaluate(node.cfg, spec, stage_dir, owner=f"sweep-{node.key[:8]}", adaptive=adaptive)
         infra = int((df["status"] == "infra_error").sum())
         if infra:  # not counted and not final: a re-run retries exactly these episodes
             raise RuntimeError(f"{infra} of {len(df)} episodes ended as infrastructure errors "
@@ -173,7 +175,24 @@ class Executor:
             with self._lock:
                 self.tracker.log_metrics(ref, {"success_rate": float(done["success"].mean()),
                                                "episodes": float(len(done))})
-        return {"episodes": len(df), "success_rate": float(done["success"].mean()), "policy": spec.kind}
+        manifest = {"episodes": len(df), "success_rate": float(done["success"].mean()), "policy": spec.kind}
+        if adaptive is not None:
+            manifest["adaptive"] = {"reference_row": node.reference_row, "episodes_run": len(done),
+                                    "not_run": int((df["status"] == "not_run").sum()),
+                                    "stop": json.loads((stage_dir / "adaptive.json").read_text())["stop"]}
+        return manifest
+
+    def _adaptive(self, node: StageNode):
+        """eval.adaptive for this row: the reference's finished outcomes (its eval is a dependency)."""
+        from videopolicy.evaluate.runner import AdaptiveRun
+
+        if node.reference is None:
+            return None
+        ref = pd.read_parquet(Path(self.plan.stage_dir(node.reference).path) / "episodes.parquet")
+        ref = ref[ref["status"] == "done"]
+        a = node.cfg.eval.adaptive
+        return AdaptiveRun(dict(zip(ref["episode_key"], ref["success"].astype(bool))), a.alpha, a.decision,
+                           a.min_episodes_per_task, node.cfg.eval.max_rounds(), node.reference_row)
 
 
 def row_results(plan: Plan) -> pd.DataFrame:

@@ -33,6 +33,8 @@ class StageNode:
     deps: tuple[str, ...] = ()  # ids of the stages it reads
     rows: list[str] = field(default_factory=list)
     label: str = ""
+    reference: Optional[str] = None  # eval under eval.adaptive: the reference row's eval stage it is paired with
+    reference_row: str = ""
 
     @property
     def id(self) -> str:
@@ -135,6 +137,7 @@ def build_plan(sweep: SweepConfig, store: str, rows: Optional[list[str]] = None)
         return node.id
 
     plans = []
+    evals: list[tuple[str, PlatformConfig, dict, str]] = []
     for name, cfg in sweep.rows:
         if rows is not None and name not in rows:
             continue
@@ -160,8 +163,40 @@ def build_plan(sweep: SweepConfig, store: str, rows: Optional[list[str]] = None)
             policy = stages["stage2"]
         else:
             policy = t.method
-        key = stable_hash("eval", PLAN_VERSION, policy, _eval_fields(cfg))
-        stages["eval"] = add("eval", key, cfg, name, (policy,) if "/" in policy else (),
-                             f"{cfg.eval.suite}, {cfg.eval.episodes_per_task}/task, policy {policy.split('/')[-1][:8]}")
+        evals.append((name, cfg, stages, policy))
         plans.append(RowPlan(name, cfg, stages))
-    return Plan(sweep, store, nodes, plans)
+    # evaluations: the reference rows' first, as adaptive rows depend on theirs (they stop against its outcomes)
+    keys = {name: stable_hash("eval", PLAN_VERSION, policy, _eval_fields(cfg)) for name, cfg, _, policy in evals}
+    refs = {name: adaptive_reference(sweep, cfg) for name, cfg, _, _ in evals}
+    missing = sorted({r for r in refs.values() if r and r not in keys})
+    if missing:
+        raise ConfigError([f"eval.adaptive.reference: row {r!r} is not planned (add it to --rows, or name a row "
+                           f"of {list(keys)})" for r in missing], sweep.name)
+    order = sorted(evals, key=lambda e: e[0] not in set(refs.values()))
+    for name, cfg, stages, policy in order:
+        deps = (policy,) if "/" in policy else ()
+        key, ref = keys[name], refs[name]
+        label = f"{cfg.eval.suite}, {cfg.eval.episodes_per_task}/task, policy {policy.split('/')[-1][:8]}"
+        ref_id = None
+        if ref and ref != name and keys[ref] != key:  # an adaptive row: its output depends on the reference's
+            a = asdict(cfg.eval.adaptive)
+            a.pop("reference")
+            ref_id = f"eval/{keys[ref]}"
+            key = stable_hash("eval-adaptive", key, a, cfg.eval.max_rounds(), ref_id)
+            deps += (ref_id,)
+            label += f", adaptive vs {ref} ({cfg.eval.adaptive.decision}, alpha {cfg.eval.adaptive.alpha})"
+        stages["eval"] = add("eval", key, cfg, name, deps, label)
+        if ref_id:
+            nodes[stages["eval"]].reference, nodes[stages["eval"]].reference_row = ref_id, ref
+    ids = list(nodes)  # keep the insertion order topological: an adaptive eval after its reference's eval
+    ids.sort(key=lambda i: (i.startswith("eval/") and nodes[i].reference is not None))
+    return Plan(sweep, store, {i: nodes[i] for i in ids}, plans)
+
+
+def adaptive_reference(sweep: SweepConfig, cfg: PlatformConfig) -> str:
+    """The row an adaptive row is compared with ("" when eval.adaptive is off): eval.adaptive.reference,
+    else the sweep's reference, its first row (as jobs/sweep_ablations.py's --reference default)."""
+    a = cfg.eval.adaptive
+    if not a.enabled:
+        return ""
+    return a.reference or sweep.rows[0][0]

@@ -1,0 +1,166 @@
+"""Anytime-valid (adaptive) evaluation: the sequential test's error level under continuous monitoring,
+early stopping of a clearly better row, a row equal to the reference running to the maximum, and a
+resumed evaluation continuing the same test. The stopping logic runs on the real SQLite ledger with
+recorded outcomes (a scripted expert: always succeeds; random: always fails), leasing and completing
+episodes the way the runner's driver does, without Ray or the simulator."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from videopolicy.evaluate.ledger import Ledger, RunKey
+from videopolicy.evaluate.runner import AdaptiveRun, AdaptiveSchedule, not_run_records, results_frame
+from videopolicy.evaluate.sequential import log_evalue_at_zero, sequential_test
+from videopolicy.evaluate.stats import mcnemar_exact, paired_difference
+from videopolicy.sim.suites.base import EpisodeSpec
+
+TASKS = ("Lift", "Stack", "PickPlaceCan")
+
+
+def _specs(n: int = 10) -> list[EpisodeSpec]:  # the runner's list order: task-major
+    return [EpisodeSpec.make("robosuite", t, "default", i, 0) for t in TASKS for i in range(n)]
+
+
+def _null_crossings(decision: str, sequences: int = 2000, n: int = 300, seed: int = 7) -> tuple[int, int]:
+    """How many null sequences the anytime-valid test ever decides, and how many a fixed-sample McNemar
+    test at 0.05 checked after every 10th pair (peeking) does, on the same sequences."""
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0.1, 0.9, size=(sequences, 1))  # both rows succeed with the same p (the null)
+    a, b = rng.random((sequences, n)) < p, rng.random((sequences, n)) < p
+    d = a.astype(np.int8) - b.astype(np.int8)
+    ever = (log_evalue_at_zero(d, decision) >= math.log(1 / 0.05)).any(axis=1)
+    wins, losses = np.cumsum(d > 0, axis=1), np.cumsum(d < 0, axis=1)
+    peek = np.zeros(sequences, bool)
+    for t in range(9, n, 10):  # exact two-sided McNemar p = min(1, 2 P(Bin(m, 1/2) <= min(w, l)))
+        w, l = wins[:, t], losses[:, t]
+        peek |= np.minimum(1.0, 2 * stats.binom.cdf(np.minimum(w, l), w + l, 0.5)) <= 0.05
+    assert mcnemar_exact(int(w[0]), int(l[0])) == pytest.approx(min(1.0, 2 * stats.binom.cdf(min(w[0], l[0]),
+                                                                                              w[0] + l[0], 0.5)))
+    return int(ever.sum()), int(peek.sum())
+
+
+@pytest.mark.parametrize("decision", ["either", "better"])
+def test_error_level_holds_under_continuous_monitoring(decision):
+    decided, peeking = _null_crossings(decision)
+    # deterministic (fixed seed): 2000 null sequences of 300 pairs, checked after EVERY pair
+    assert decided <= 0.05 * 2000, decided
+    # the same sequences, peeked at with a fixed-sample test: far above the level (the p-hacking we avoid)
+    assert peeking > 2 * 0.05 * 2000, peeking
+
+
+def test_a_clear_difference_is_decided_within_a_handful_of_pairs():
+    res = sequential_test([1] * 9, [0] * 9, alpha=0.05, decision="either")
+    assert res.decided and res.direction == "better" and res.decided_at <= 9
+    assert res.lo > 0  # the anytime-valid interval excludes 0 as well
+    worse = sequential_test([0] * 9, [1] * 9, alpha=0.05, decision="worse")
+    assert worse.decided and worse.direction == "worse" and worse.hi < 0
+    same = sequential_test([1, 0] * 20, [1, 0] * 20)
+    assert not same.decided and same.lo < 0 < same.hi and same.delta == 0
+
+
+def _drive(ledger: Ledger, run: RunKey, sched: AdaptiveSchedule, outcome, owner: str = "o",
+           max_episodes: int | None = None, ttl_s: float = 120.0) -> int:
+    """The driver's loop without Ray: lease released episodes, complete them with `outcome(spec)`, ask the
+    schedule between rounds. Stops after `max_episodes` completions (a crash) or when finished."""
+    ran = 0
+    while True:
+        active = sched.allowed()
+        while active and (spec := ledger.lease(run, owner, active, ttl_s)) is not None:
+            if max_episodes is not None and ran >= max_episodes:
+                return ran  # the crash: this lease is left behind, reclaimed by the next run
+            assert ledger.complete(run, owner, spec.key, outcome(spec), 10, None, None, 1.0, {})
+            ran += 1
+        if sched.advance():
+            return ran
+
+
+def _reference(outcome, specs) -> dict[str, bool]:
+    return {s.key: outcome(s) for s in specs}
+
+
+def expert(spec):
+    return True
+
+
+def random_policy(spec):
+    return False
+
+
+def test_a_clearly_better_row_stops_early_and_the_ledger_says_where_and_why(tmp_path):
+    specs = _specs(10)
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    run = RunKey("expert", 0, "p")
+    ledger.add(run, specs)
+    sched = AdaptiveSchedule(specs, AdaptiveRun(_reference(random_policy, specs), 0.05, "either", 3, 10, "random"),
+                             ledger, run)
+    ran = _drive(ledger, run, sched, expert)
+    stop = ledger.stop_record(run)
+    assert stop["reason"] == "decided: better" and stop["rounds"] == 3  # 3 episodes per task (the minimum)
+    assert ran == 9 and stop["info"]["episodes_run"] == 9 and stop["info"]["lo"] > 0
+    recs = ledger.records(run)
+    df = results_frame(recs + not_run_records(specs, run, recs))
+    assert (df["status"] == "done").sum() == 9 and (df["status"] == "not_run").sum() == 21
+    # the run prefix is the same for every task: the first 3 episodes of each
+    assert sorted(df[df.status == "done"].groupby("task")["index"].max()) == [2, 2, 2]
+    # comparisons stay paired on the episodes both rows ran
+    ref = df.assign(policy_id="random", success=False, status="done")
+    d = paired_difference(pd.concat([df.assign(row="expert"), ref.assign(row="random")]), "expert", "random")
+    assert d.n_pairs == 9 and d.delta == 1.0 and d.dropped == 0
+
+
+def test_a_row_equal_to_the_reference_runs_to_the_maximum(tmp_path):
+    specs = _specs(10)
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    run = RunKey("same", 0, "p")
+    ledger.add(run, specs)
+
+    def alternating(spec):  # succeeds on even episodes: the reference does exactly the same
+        return spec.index % 2 == 0
+
+    sched = AdaptiveSchedule(specs, AdaptiveRun(_reference(alternating, specs), 0.05, "either", 3, 10, "ref"),
+                             ledger, run)
+    assert _drive(ledger, run, sched, alternating) == 30
+    stop = ledger.stop_record(run)
+    assert stop["reason"] == "max_episodes" and stop["rounds"] == 10 and not stop["info"]["decided"]
+    assert ledger.counts(run)["pending"] == 0
+
+
+def test_a_resumed_evaluation_continues_the_same_test(tmp_path):
+    specs = _specs(10)
+    ref = _reference(random_policy, specs)
+
+    def mostly(spec):  # better, but not at once: fails the first two episodes of every task
+        return spec.index >= 2
+
+    # uninterrupted
+    whole = Ledger(tmp_path / "whole.sqlite")
+    run = RunKey("p", 0, "h")
+    whole.add(run, specs)
+    _drive(whole, run, AdaptiveSchedule(specs, AdaptiveRun(ref, 0.05, "either", 1, 10, "r"), whole, run), mostly)
+    expected = whole.stop_record(run)
+    assert expected["reason"] == "decided: better" and 3 < expected["rounds"] < 10
+    # crashed after 7 episodes (mid-round), then resumed by a new driver on the same ledger
+    path = tmp_path / "ledger.sqlite"
+    first = Ledger(path)
+    first.add(run, specs)
+    assert _drive(first, run, AdaptiveSchedule(specs, AdaptiveRun(ref, 0.05, "either", 1, 10, "r"), first, run),
+                  mostly, owner="crashed", max_episodes=7) == 7
+    first.close()
+    again = Ledger(path)
+    again.add(run, specs)  # what evaluate() does on a re-run: keeps every record
+    _drive(again, run, AdaptiveSchedule(specs, AdaptiveRun(ref, 0.05, "either", 1, 10, "r"), again, run), mostly,
+           owner="resumed", ttl_s=0.0)  # the crashed run's lease has gone stale
+    got = again.stop_record(run)
+    assert (got["rounds"], got["reason"]) == (expected["rounds"], expected["reason"])
+    assert got["info"]["n_pairs"] == expected["info"]["n_pairs"]  # nothing counted twice
+    assert got["info"]["e_value"] == pytest.approx(expected["info"]["e_value"])
+    recs = again.records(run)
+    assert len(recs) == 3 * got["rounds"] == len({r["episode_key"] for r in recs})
+    # a finished run stays stopped: a third driver runs nothing
+    sched = AdaptiveSchedule(specs, AdaptiveRun(ref, 0.05, "either", 1, 10, "r"), again, run)
+    assert sched.allowed() == [] and _drive(again, run, sched, mostly) == 0
