@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from videopolicy.evaluate.sequential import AV_INTERVAL_LABEL, compare_rows
 from videopolicy.evaluate.stats import (
     PAIRED_INTERVAL_LABEL,
     EpisodeMismatchError,
@@ -47,6 +48,7 @@ class AblationTable:
     cells: pd.DataFrame  # row, <task>..., average, delta vs <reference>: strings
     deltas: dict[str, PairedDifference] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)  # row -> why it has no paired delta
+    adaptive: object = None  # the eval.adaptive config when the sweep ran adaptively (adds its columns)
 
     @property
     def delta_column(self) -> str:
@@ -59,6 +61,12 @@ class AblationTable:
         if self.reference_row:
             text += (f" {self.delta_column}: paired difference on the same episodes "
                      f"[{PAIRED_INTERVAL_LABEL}], exact McNemar p.")
+        if self.adaptive is not None:
+            a = self.adaptive
+            text += (f" Adaptive evaluation (decision {a.decision!r}, alpha {a.alpha}): episodes run of the fixed "
+                     f"budget; where each row stopped and why; 'anytime-valid delta': the {AV_INTERVAL_LABEL} "
+                     f"(one-sided for 'better'/'worse'), beside the fixed-sample interval above, which is not valid "
+                     f"after early stopping; saved: episodes not run and their estimated GPU-hours.")
         return text
 
     def to_markdown(self) -> str:
@@ -101,7 +109,8 @@ TABLE_CSS = ("table.ablation{border-collapse:collapse;font:13px system-ui,sans-s
 
 
 def ablation_table(results: pd.DataFrame, reference_row: str | None = None, rows: list[str] | None = None,
-                   tasks: list[str] | None = None) -> AblationTable:
+                   tasks: list[str] | None = None, adaptive=None,
+                   episode_hours: dict[str, float] | None = None) -> AblationTable:
     """The paper-style table from the per-episode frame (all rows, harness schema plus `row`).
 
     rows / tasks: their order (default: order of appearance). A row that was not evaluated on the
@@ -145,8 +154,34 @@ def ablation_table(results: pd.DataFrame, reference_row: str | None = None, rows
                     "mcnemar_p": d.mcnemar_p if d else math.nan,
                     "n_pairs": d.n_pairs if d else 0})
         cell["delta"] = fmt_delta(d, row == reference_row, notes.get(row, ""))
+        if adaptive is not None:
+            _adaptive_columns(results, row, reference_row, adaptive, (episode_hours or {}).get(row), num, cell)
         numeric.append(num)
         cells.append(cell)
-    table = AblationTable(rows, tasks, reference_row, pd.DataFrame(numeric), pd.DataFrame(cells), deltas, notes)
+    table = AblationTable(rows, tasks, reference_row, pd.DataFrame(numeric), pd.DataFrame(cells), deltas, notes,
+                          adaptive)
     table.cells = table.cells.rename(columns={"delta": table.delta_column})
     return table
+
+
+def _adaptive_columns(results: pd.DataFrame, row: str, reference_row: str | None, adaptive, hours: float | None,
+                      num: dict, cell: dict) -> None:
+    """Episodes run, where and why the row stopped, the anytime-valid interval, what was saved."""
+    part = results[results["row"] == row]
+    run = int(part["status"].isin(["done", "infra_error"]).sum())
+    not_run = int((part["status"] == "not_run").sum())
+    res = None
+    if reference_row is not None and row != reference_row:
+        res = compare_rows(results, row, reference_row, adaptive.alpha, adaptive.decision)
+    verdict = f"decided {res.direction}" if res is not None and res.decided else "undecided"
+    why = ("reference" if res is None else
+           f"early: {verdict}" if not_run else f"ran to max ({verdict})")
+    saved_h = not_run * hours if hours is not None else math.nan
+    num.update({"episodes_run": run, "episodes_not_run": not_run, "stopped_early": bool(not_run),
+                "stop_reason": why, "av_lo": res.lo if res else math.nan, "av_hi": res.hi if res else math.nan,
+                "av_e_value": res.e_value if res else math.nan, "av_decided": bool(res and res.decided),
+                "gpu_h_saved": saved_h})
+    cell["episodes run"] = f"{run}/{run + not_run}"
+    cell["stopped"] = why
+    cell["anytime-valid delta"] = "reference" if res is None else f"{res.delta:+.2f} [{res.lo:+.2f}, {res.hi:+.2f}]"
+    cell["saved"] = f"{not_run} ep" + (f", {saved_h:.2f} GPU-h" if hours is not None else "")

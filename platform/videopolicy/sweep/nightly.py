@@ -1,7 +1,9 @@
 """Nightly regression check: tonight's rows against the last good night's, paired on the same episodes.
 
-A row regresses when its paired success difference (tonight - last good) has a 95% interval entirely
-below zero; sanity rows must also land where they always must (expert >= 0.9, random <= 0.1).
+A row regresses when the anytime-valid sequential test (videopolicy.evaluate.sequential, decision
+"worse", alpha `ALPHA`) on its paired outcomes (tonight - last good, in round order) decides it is worse:
+a regression is declared only with the promised error rate, also when the night ran adaptively and
+stopped early; lo/hi are that test's anytime-valid interval (one-sided: [-1, hi]); sanity rows must also land where they always must (expert >= 0.9, random <= 0.1).
 A night without regressions is tagged good and becomes the next baseline.
 """
 
@@ -14,10 +16,12 @@ from typing import Optional
 
 import pandas as pd
 
+from videopolicy.evaluate.sequential import compare_rows
 from videopolicy.evaluate.stats import paired_difference
 
 STATUS_TAG = "videopolicy.nightly_status"  # good | regressed, on the sweep (parent) run
 SANITY_BOUNDS = {"scripted_expert": (0.9, 1.0), "random": (0.0, 0.1)}
+ALPHA = 0.05  # the regression gate's error level (false alarms per row per night, under any monitoring)
 
 
 @dataclass
@@ -73,8 +77,10 @@ def compare(tonight: pd.DataFrame, baseline: Optional[pd.DataFrame]) -> list[Row
             continue
         both = pd.concat([part.assign(row="tonight"), baseline[baseline["row"] == row].assign(row="baseline")])
         d = paired_difference(both, "tonight", "baseline")
-        if problem is None and d.hi < 0:
-            problem = f"regressed: {d.delta:+.2f} [{d.lo:+.2f}, {d.hi:+.2f}] against the last good night"
+        av = compare_rows(both, "tonight", "baseline", ALPHA, "worse")
+        if problem is None and av.decided:
+            problem = (f"regressed: {d.delta:+.2f} (anytime-valid interval [{av.lo:+.2f}, {av.hi:+.2f}], e-value "
+                       f"{av.e_value:.3g} >= {1 / ALPHA:.0f}) against the last good night")
         base = baseline[(baseline["row"] == row) & (baseline["status"] == "done")]["success"].mean()
-        verdicts.append(RowVerdict(row, rate, float(base), d.delta, d.lo, d.hi, problem))
+        verdicts.append(RowVerdict(row, rate, float(base), d.delta, av.lo, av.hi, problem))
     return verdicts

@@ -57,9 +57,11 @@ def finish_sweep(plan: Plan, outcomes: dict, results: pd.DataFrame, tracker, ref
     if not results.empty:
         done_rows = [i for i in infos if i.name in set(results["row"])]
         ref = reference if reference in {i.name for i in done_rows} else None
-        table = ablation_table(results, ref, rows=[i.name for i in done_rows])
+        adaptive, hours = adaptive_settings(plan)
+        table = ablation_table(results, ref, rows=[i.name for i in done_rows], adaptive=adaptive, episode_hours=hours)
         print("\n" + str(table) + "\n")
-        paths = build_report(results, done_rows, out_dir, ref, title=f"Video Policy ablation: {sweep_id}")
+        paths = build_report(results, done_rows, out_dir, ref, title=f"Video Policy ablation: {sweep_id}",
+                             adaptive=adaptive, episode_hours=hours)
         log_report(tracker, paths, table.numeric)
         summary["report"] = str(paths["report"])
         results.to_parquet(out_dir / "episodes.parquet", index=False)
@@ -80,3 +82,27 @@ def finish_sweep(plan: Plan, outcomes: dict, results: pd.DataFrame, tracker, ref
           f"(experiment {plan.sweep.name!r})")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def adaptive_settings(plan: Plan):
+    """(eval.adaptive of the sweep's adaptive rows or None, row -> estimated A100-hours per episode)."""
+    from videopolicy.sweep.estimate import a100_hours, stage_flops
+
+    adaptive = next((n.cfg.eval.adaptive for n in plan.nodes.values() if n.kind == "eval" and n.reference), None)
+    if adaptive is None:
+        return None, None
+    hours = {}
+    for row in plan.rows:
+        node = plan.nodes[row.stages["eval"]]
+        try:
+            episodes = len(episode_tasks(node)) * node.cfg.eval.episodes_per_task
+            hours[row.name] = a100_hours(stage_flops(node)) / episodes if episodes else 0.0
+        except Exception:  # noqa: BLE001 - an estimate only; the table then shows episodes saved alone
+            continue
+    return adaptive, hours
+
+
+def episode_tasks(node) -> tuple:
+    from videopolicy.sweep.plan import episode_list_id
+
+    return episode_list_id(node.cfg)[1] or tuple(range(24))
