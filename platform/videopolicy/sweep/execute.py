@@ -135,16 +135,22 @@ class Executor:
         return self._train(node, ref, "stage2")
 
     def _train(self, node: StageNode, ref, stage: str) -> dict:
+        from dataclasses import asdict
+
         from videopolicy.train.launch import TrainSpec, export_policy, run_training
 
         data = self.plan.stage_dir(self._dep(node, "data")).manifest()
         init = self._dep(node, "stage1")
         stage_dir = self.plan.stage_dir(node).prepare()
         tracking_uri = getattr(self.tracker, "uri", None)
+        # metrics go to the stage's run by reference: they are queued if the server is down, even now
         spec = TrainSpec(stage, node.cfg, data["clips_path"], name=f"{stage}-{node.key}",
                          storage_path=node.cfg.train.storage_path or f"{self.plan.store}/train_runs",
                          init_from=str(self.plan.stage_dir(init).path / "policy") if init else None,
                          tracking_uri=tracking_uri, mlflow_run_id=self._run_id(ref),
+                         mlflow_ref=asdict(ref) if ref is not None else None,
+                         mlflow_experiment=getattr(self.tracker, "experiment", None),
+                         tracking_managed=bool(getattr(self.tracker, "managed", False)), store=self.plan.store,
                          progress_dir=str(stage_dir / "progress"))
         result = run_training(spec)
         export_policy(result, stage_dir / "policy")

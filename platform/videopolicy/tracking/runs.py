@@ -103,12 +103,13 @@ class Tracker:
     """
 
     def __init__(self, store: str | Path, sweep: str, experiment: str = "videopolicy", uri: str | None = None,
-                 auto_flush: bool = True):
+                 auto_flush: bool = True, managed: bool | None = None):
         self.store = Path(store).expanduser().resolve()
         self.sweep = sweep
         self.experiment = experiment
         # a local server we manage may come back on another port: re-read <store>/mlflow/server.json then
-        self.managed = uri is None and not os.environ.get(ENV_URI)
+        # (managed=True with a uri: that server, as passed to a training worker, which never starts one)
+        self.managed = (uri is None and not os.environ.get(ENV_URI)) if managed is None else managed
         self.uri = uri or ensure_tracking(self.store)
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         self.outbox = Outbox(mlflow_dir(self.store) / "outbox")
@@ -187,19 +188,27 @@ class Tracker:
         self._queue({"op": "end", "run": asdict(ref), "status": status})
 
     def flush(self, restart_server: bool = False) -> FlushResult:
-        """Replay everything queued (this process's and earlier ones'); safe to call any time.
+        """Replay everything queued (this process's and earlier ones'); safe to call any time. Training
+        runs' metric queues of this store (train_metrics.py) that go to this server are replayed too.
 
         restart_server: when the store's local server (one this platform manages) is dead, start
         it again first; e.g. at the end of a sweep, so nothing stays queued.
         """
+        from videopolicy.tracking.train_metrics import drain_all
+
         if restart_server and self.managed and not self._server_up():
             local_server(self.store)
         result = self.outbox.flush(self._apply, self._server_up)
+        if result.complete:  # the server is up: training metrics next (their runs' start ops went first)
+            result = FlushResult(result.applied, drain_all(self.store, self), result.failed)
         self._down_until = 0.0 if result.complete else time.monotonic() + RECHECK_DOWN_S
         return result
 
     def pending(self) -> int:
-        return len(self.outbox.pending())
+        """Operations still queued: this store's outbox and the training metric queues this tracker delivers."""
+        from videopolicy.tracking.train_metrics import pending_for
+
+        return len(self.outbox.pending()) + pending_for(self.store, self)
 
     def run_id(self, ref: RunRef) -> str | None:
         """The MLflow run id of `ref` (found or created); None while the server is down."""
@@ -269,7 +278,7 @@ class Tracker:
         """Apply one queued operation; idempotent (a replay after a partial success changes nothing)."""
         from mlflow.entities import Metric, Param, RunTag
 
-        run_id = self._resolve(RunRef(**op["run"]), op.get("experiment"))
+        run_id = op.get("run_id") or self._resolve(RunRef(**op["run"]), op.get("experiment"))
         kind = op["op"]
         if kind == "start" and self.client.get_run(run_id).info.status != "RUNNING":
             self.client.update_run(run_id, status="RUNNING")  # re-attached by a resumed sweep

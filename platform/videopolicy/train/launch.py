@@ -43,6 +43,12 @@ class TrainSpec:
     init_from: Optional[str] = None  # a stage-1 policy dir (two_stage's stage 2 only)
     tracking_uri: Optional[str] = None
     mlflow_run_id: Optional[str] = None  # the MLflow run metrics go to; a checkpoint's id wins on resume
+    # A sweep's stage run by reference (RunRef as dict; resolved when the server answers, so a stage can
+    # start while it is down), with its experiment; then metrics go there and no run is created here.
+    mlflow_ref: Optional[dict] = None
+    mlflow_experiment: Optional[str] = None
+    tracking_managed: bool = False  # tracking_uri is the store's own local server (its port may change)
+    store: Optional[str] = None  # holds the metrics queue (<store>/mlflow/train_outbox); default cfg.store
     progress_dir: Optional[str] = None  # each worker writes rank<r>.json {pid, step} here at every report
     platform_dict: dict = field(default_factory=dict)
 
@@ -61,6 +67,28 @@ class TrainSpec:
     @property
     def run(self) -> StageRunConfig:
         return self.cfg.train.stage1 if self.stage == "stage1" else self.cfg.train.stage2
+
+    @property
+    def queue_store(self) -> str:
+        """Where rank 0 queues its metrics (tracking/train_metrics.py): the store, if it is a local directory
+        (the driver then sends what a worker could not), else this node's temp dir."""
+        store = self.store or self.cfg.store
+        if "://" in store:
+            import tempfile
+
+            return str(Path(tempfile.gettempdir()) / "videopolicy-train-metrics")
+        return str(Path(store).expanduser().resolve())
+
+    def metrics_target(self, run_id: Optional[str]):
+        """Where the training metrics go (None: not tracked): the sweep's run reference, else `run_id`."""
+        from videopolicy.tracking.train_metrics import MetricsTarget
+
+        if not self.tracking_uri or not (self.mlflow_ref or run_id):
+            return None
+        if self.mlflow_ref:
+            return MetricsTarget(self.tracking_uri, self.tracking_managed, run=self.mlflow_ref,
+                                 experiment=self.mlflow_experiment)
+        return MetricsTarget(self.tracking_uri, self.tracking_managed, run_id=run_id)
 
 
 @dataclass
@@ -123,8 +151,9 @@ def latest_checkpoint(storage_path: str, name: str) -> Optional[Path]:
 
 
 def resolve_mlflow_run(spec: TrainSpec) -> Optional[str]:
-    """The run id this training logs to: the checkpoint's (resume), else the given one, else a new run."""
-    if not spec.tracking_uri:
+    """The run id this training logs to: the checkpoint's (resume), else the given one, else a new run.
+    A sweep's stage (mlflow_ref) logs by reference: nothing is created here, and the server may be down."""
+    if not spec.tracking_uri or spec.mlflow_ref:
         return spec.mlflow_run_id
     ckpt = latest_checkpoint(spec.storage_path, spec.name)  # None on s3:// storage
     if ckpt is not None:
@@ -218,7 +247,19 @@ def run_training(spec: TrainSpec) -> TrainResult:
         raise RuntimeError(f"training run {spec.name!r} finished without a checkpoint")
     ckpt = Path(result.checkpoint.path)
     info = json.loads((ckpt / INFO_FILE).read_text())
+    _send_queued_metrics(spec)
     return TrainResult(ckpt, ckpt / POLICY_DIR, info["step"], dict(result.metrics or {}))
+
+
+def _send_queued_metrics(spec: TrainSpec) -> None:
+    """What rank 0 could not send (the server was down at the end of the run) goes now, or stays queued
+    for the next flush of the store's Tracker (a sweep's end restarts its local server for that)."""
+    from videopolicy.tracking.train_metrics import finish_runs
+
+    left = finish_runs(spec.queue_store, spec.name)
+    if left:
+        log.warning("training run %s: %d metric reports still queued under %s/mlflow/train_outbox (tracking "
+                    "server down); they are sent when it is back", spec.name, left, spec.queue_store)
 
 
 def export_policy(result: TrainResult, out_dir: str | Path) -> Path:
