@@ -21,10 +21,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# Main job: a local Ray head (started and stopped by PID), `ray job submit` of the sweep driver.
+# Main job: a local Ray head (started and stopped by PID; 127.0.0.1 only, token auth with the store's
+# token <store>/ray/auth_token), `ray job submit` of the sweep driver.
 # The MLflow server it starts (127.0.0.1) stays up for its UI; `make stop` ends it.
 run: install
-	$(PY) jobs/local_cluster.py submit -- python jobs/sweep_ablations.py --sweep $(SWEEP) --store $(STORE)
+	$(PY) jobs/local_cluster.py --store $(STORE) submit -- python jobs/sweep_ablations.py --sweep $(SWEEP) --store $(STORE)
 
 plan: install
 	$(PY) jobs/sweep_ablations.py --sweep $(SWEEP) --store $(STORE) --plan

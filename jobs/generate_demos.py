@@ -34,7 +34,7 @@ except ConfigError as e:
     sys.exit(f"error: {e}")
 store = args.store or cfg.store
 
-init_ray(cfg.ray)
+init_ray(cfg.ray, store)
 paths = generate_demos(cfg, store)
 
 print(f"\n{'task':<20} {'demos':>5} {'attempts':>8} {'expert success':>14}  file")

@@ -5,9 +5,15 @@
 
 `submit` starts the head if needed, submits the entrypoint with this checkout as working dir, follows
 the logs, stops the head it started, and exits with the job's status.
+
+The head listens on 127.0.0.1 only and requires the store's token (`<store>/ray/auth_token`, 0600;
+made on first start). To use it from another shell, e.g. with `ray job submit`:
+
+    export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$PWD/.vp_store/ray/auth_token   # what `start` prints
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -19,15 +25,23 @@ parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.R
 parser.add_argument("action", choices=["start", "stop", "status", "submit"])
 parser.add_argument("--num-cpus", type=int, default=0, help="logical CPUs of the head (0: max(4, cores): oversubscribed on purpose)")
 parser.add_argument("--keep", action="store_true", help="submit: leave the head running afterwards")
+parser.add_argument("--store", default=os.environ.get("STORE") or str(ROOT / ".vp_store"),
+                    help="store whose Ray auth token a new head uses (default: $STORE or ./.vp_store)")
 parser.add_argument("entrypoint", nargs=argparse.REMAINDER, help="submit: -- command to run as the job")
 args = parser.parse_args()
 
-head = LocalHead.for_checkout(ROOT, num_cpus=args.num_cpus)
+head = LocalHead.for_checkout(ROOT, num_cpus=args.num_cpus, store=args.store)
 if args.action == "status":
-    print(f"head {'running at ' + head.address if head.attach() else 'not running'} (temp dir {head.temp_dir})")
+    if head.attach():
+        exposed = head.exposed_sockets()
+        print(f"head running at {head.address} (temp dir {head.temp_dir}); token {head.token_path}; "
+              + (f"EXPOSED beyond loopback: {exposed}" if exposed else "every socket on loopback"))
+        sys.exit(1 if exposed else 0)
+    print(f"head not running (temp dir {head.temp_dir})")
 elif args.action == "start":
     head.start()
-    print(f"Ray head at {head.address}; stop it with: python jobs/local_cluster.py stop")
+    print(f"Ray head at {head.address} (127.0.0.1 only, token auth); stop it with: python jobs/local_cluster.py stop\n"
+          f"to submit from another shell: export {' '.join(f'{k}={v}' for k, v in head.job_env().items())}")
 elif args.action == "stop":
     left = head.stop()
     print("stopped" if not left else f"could not stop pids {left}")

@@ -42,21 +42,26 @@ entry = (args.entrypoint.split() if args.entrypoint else
 # 2. Submit with a dated submission id and wait, stopping the job if it runs over.
 from videopolicy.local_cluster import LocalHead, submit_and_wait, submitter_env  # noqa: E402
 
-env_vars = {"RAY_AUTH_MODE": os.environ.setdefault("RAY_AUTH_MODE", sweep.base.ray.auth_mode), **submitter_env()}
+env_vars = submitter_env()
 if os.environ.get("MLFLOW_TRACKING_URI"):
     env_vars["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_TRACKING_URI"]
 head = None  # a local head this script started (and so stops)
+auth = {}  # a local head's auth (its token, loopback); a given cluster's comes from this environment
 if not args.address:
-    local = LocalHead.for_checkout(ROOT)
+    local = LocalHead.for_checkout(ROOT, store=store)
     if not local.attach():
         local.start()
         head = local
     args.address = local.address
+    env_vars.update(local.job_env())
+    auth = {"headers": local.auth_headers(), "client_env": local.client_env()}
     entry[0] = sys.executable if entry[0] == "python" else entry[0]
+else:
+    env_vars["RAY_AUTH_MODE"] = os.environ.setdefault("RAY_AUTH_MODE", sweep.base.ray.auth_mode)
 submission = f"{run_id}-{datetime.datetime.now(datetime.timezone.utc).strftime('%H%M%S')}"
 try:
     status = submit_and_wait(args.address, entry, {"working_dir": str(ROOT), "env_vars": env_vars}, submission,
-                             args.timeout_s)
+                             args.timeout_s, **auth)
 finally:
     if head is not None:
         head.stop()

@@ -73,7 +73,7 @@ tracker.start(tracker.sweep_run(), tags={**provenance_tags(sweep.base.eval.suite
               params={"rows": ",".join(rows), "reference_row": reference})
 for row in plan.rows:
     tracker.start_row(row.name, row.cfg, extra_params={"stages": ",".join(row.stages.values())})
-init_ray(sweep.base.ray)
+init_ray(sweep.base.ray, store)
 print(f"sweep {sweep_id}: {len(rows)} rows, {len(plan.nodes)} stages, store {store}, MLflow {tracker.uri}", flush=True)
 
 # 3. Run every missing stage.

@@ -53,10 +53,10 @@ except TrainSetupError as e:
 from videopolicy.data.clips import build_clips  # noqa: E402
 from videopolicy.runtime import init_ray  # noqa: E402
 
-init_ray(cfg.ray)
+init_ray(cfg.ray, store)
 clips = build_clips(cfg, store)
 spec = TrainSpec(args.stage, cfg, clips.path, name=name, storage_path=storage, init_from=args.init_from,
-                 tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"))
+                 tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"), store=store)
 try:
     result = run_training(spec)  # preflight first: bad inputs fail before any worker starts
 except TrainSetupError as e:

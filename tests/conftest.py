@@ -10,6 +10,9 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # explicit in every process, see runtime.py
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# The session cluster binds 127.0.0.1 only, like every cluster the platform starts (ray_auth.py); set
+# before Ray is imported, and inherited by every driver a test starts, so they all agree on the node IP.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import pytest  # noqa: E402
 

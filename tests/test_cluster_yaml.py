@@ -25,3 +25,25 @@ def test_nothing_listens_publicly_and_auth_is_on():
     starts = yaml.safe_load(text)["head_start_ray_commands"] + yaml.safe_load(text)["worker_start_ray_commands"]
     assert all("RAY_AUTH_MODE=token" in c for c in starts)
     assert "--dashboard-host=127.0.0.1" in starts[0]
+
+
+def test_cluster_and_local_head_use_the_same_auth_settings(tmp_path):
+    """cluster.yaml and the local head (ray_auth.py) turn auth on with the same variables and values, and
+    bind the dashboard the same way: the two paths cannot drift apart unnoticed."""
+    import re
+
+    from videopolicy.local_cluster import LocalHead
+    from videopolicy.ray_auth import token_env
+
+    cfg = yaml.safe_load(Path("cluster.yaml").read_text())
+    local = token_env(tmp_path / "token")
+    mounted = {}
+    for cmd in cfg["head_start_ray_commands"] + cfg["worker_start_ray_commands"]:
+        assigned = dict(re.findall(r"\b(RAY_AUTH_[A-Z_]+)=(\S+)", cmd))
+        assert set(assigned) == set(local), f"cluster.yaml sets {sorted(assigned)}, the local head {sorted(local)}"
+        assert assigned["RAY_AUTH_MODE"] == local["RAY_AUTH_MODE"]
+        mounted[assigned["RAY_AUTH_TOKEN_PATH"]] = cmd
+    assert len(mounted) == 1 and next(iter(mounted)) in cfg["file_mounts"], "every node reads the one mounted token"
+    head = LocalHead(temp_dir=str(tmp_path / "ray"), token_path=str(tmp_path / "token"))
+    assert "--dashboard-host=127.0.0.1" in cfg["head_start_ray_commands"][0].split()
+    assert "--dashboard-host=127.0.0.1" in head.command()

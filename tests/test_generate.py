@@ -136,7 +136,7 @@ def test_sweep_job_through_ray_job_submit(generated, tmp_path):
     sweep.write_text(json.dumps({"name": "t", "base": base, "rows": [
         {"name": "scripted_expert", "overrides": {"train": {"method": "scripted_expert"}}},
         {"name": "random", "overrides": {"train": {"method": "random"}}}]}))
-    cmd = [sys.executable, "jobs/local_cluster.py", "--num-cpus", "4", "submit", "--",
+    cmd = [sys.executable, "jobs/local_cluster.py", "--num-cpus", "4", "--store", str(tmp_path / "store"), "submit", "--",
            "python", "jobs/sweep_ablations.py", "--sweep", str(sweep), "--store", str(tmp_path / "store")]
     try:
         r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)

@@ -360,7 +360,7 @@ class RayConfig:
 
     address: str = "auto"
     num_cpus: int = 0  # for a locally started cluster; 0 = all cores
-    auth_mode: Literal["disabled", "token"] = "disabled"  # set explicitly in every process (see README)
+    auth_mode: Literal["disabled", "token"] = "token"  # when RAY_AUTH_MODE is unset; the same in every process (README)
 
 
 @dataclass
