@@ -9,9 +9,11 @@ import json
 import logging
 import sys
 
+from pathlib import Path
+
 from videopolicy.config import ConfigError, load_sweep
 from videopolicy.data.clips import build_clips
-from videopolicy.data.hdf5 import DemoValidationError
+from videopolicy.data.hdf5 import DemoFile, DemoValidationError, validate_file
 from videopolicy.runtime import init_ray
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -28,10 +30,38 @@ try:
 except (ConfigError, KeyError) as e:
     sys.exit(f"error: {e}")
 cfg.demos.skip_bad = cfg.demos.skip_bad or args.skip_bad
+store = args.store or cfg.store
 
-init_ray(cfg.ray)
+
+def check_demo_files(cfg) -> None:
+    """Given demo files are validated before Ray starts, as the clip stage will (same cameras, action dim,
+    image size): nothing is spent before the input is known good. Scripted demos are generated on Ray,
+    and checked there."""
+    if cfg.demos.source != "files":
+        return
+    c = cfg.clips
+    cameras = list(c.cameras or cfg.demos.cameras)
+    problems = []
+    if not c.cameras and cfg.demos.files:  # the clip stage takes the first file's cameras
+        try:
+            with DemoFile(Path(cfg.demos.files[0].path).expanduser()) as f:
+                cameras = f.cameras()
+        except (DemoValidationError, OSError):
+            pass  # validate_file reports it below
+    for f in cfg.demos.files:
+        problems += validate_file(Path(f.path).expanduser(), cameras, c.action_dim, c.image_size, language=f.language)
+    if problems and not cfg.demos.skip_bad:
+        raise DemoValidationError(problems)
+
+
 try:
-    ds = build_clips(cfg, args.store or cfg.store)
+    check_demo_files(cfg)
+except DemoValidationError as e:
+    sys.exit(f"error: {e}\n(nothing was started; --skip-bad skips bad demos and records them in the manifest)")
+
+init_ray(cfg.ray, store)
+try:
+    ds = build_clips(cfg, store)
 except DemoValidationError as e:
     sys.exit(f"error: {e}")
 m = ds.manifest

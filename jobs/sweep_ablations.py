@@ -53,6 +53,8 @@ try:
 except ConfigError as e:
     sys.exit(f"error: {e}")
 rows = [r.name for r in plan.rows]
+if sweep.implicit_base_row:
+    print(f"{args.sweep}: no `rows` in the file: its base config runs as one row named 'base'", flush=True)
 reference = args.reference or rows[0]
 if reference not in rows:
     sys.exit(f"error: --reference {reference!r} is not among the rows {rows}")
@@ -62,6 +64,19 @@ from videopolicy.sweep.report import print_plan  # noqa: E402
 
 if args.plan:
     print_plan(plan)
+    # --plan does not require the demo files (a plan may be made away from the data), but says which are
+    # missing here: a run on this machine would stop at once on them
+    missing: dict[str, list[str]] = {}
+    for name, cfg in sweep.rows:
+        if args.rows and name not in args.rows:
+            continue
+        for problem in cfg.demos.missing_files():
+            missing.setdefault(problem, []).append(name)
+    if missing:
+        print(f"MISSING {len(missing)} demo file(s) on this machine: a run here stops at once. Fix demos.files in "
+              f"{args.sweep}, or run where the files are:")
+        for problem, names in missing.items():
+            print(f"  - demos.{problem} ({'all rows' if names == rows else 'rows: ' + ', '.join(names)})")
     sys.exit(0)
 
 # 2. Tracking (the given MLflow server, or the store's local one) and Ray (the job's cluster, or a local one).

@@ -479,6 +479,7 @@ class SweepConfig:
     name: str
     base: PlatformConfig
     rows: list[tuple[str, PlatformConfig]]
+    implicit_base_row: bool = False  # the file has no `rows`: its base runs as the one row "base"
 
     def row(self, name: str) -> PlatformConfig:
         for row_name, cfg in self.rows:
@@ -631,11 +632,33 @@ def load_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise ConfigError([f"file not found: {path}"])
+    text = path.read_text()
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(text) or {}
+    except yaml.MarkedYAMLError as e:  # syntax: say where, in the file's own terms (not "<unicode string>")
+        raise ConfigError([_yaml_syntax_error(path, text, e)], str(path)) from None
     except yaml.YAMLError as e:
-        raise ConfigError([f"not valid YAML: {e}"], str(path)) from e
+        raise ConfigError([f"{path}: not valid YAML: {e}"], str(path)) from None
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping of keys (name, base, rows, ...), "
+                           f"got a {type(data).__name__}"], str(path))
     return data
+
+
+def _yaml_syntax_error(path: Path, text: str, e: yaml.MarkedYAMLError) -> str:
+    """'<file>, line L, column C: not valid YAML: <problem>' and the offending line with a caret."""
+    mark = e.problem_mark or e.context_mark
+    what = e.problem or e.context or "syntax error"
+    if e.problem and e.context:
+        ctx = e.context_mark
+        what += f" ({e.context}" + (f" that starts at line {ctx.line + 1}" if ctx is not None and mark is not None
+                                    and ctx.line != mark.line else "") + ")"
+    if mark is None:
+        return f"{path}: not valid YAML: {what}"
+    lines = text.splitlines()
+    shown = lines[mark.line] if mark.line < len(lines) else ""
+    return (f"{path}, line {mark.line + 1}, column {mark.column + 1}: not valid YAML: {what}. Fix the syntax "
+            f"there:\n      {shown}\n      {' ' * mark.column}^")
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> PlatformConfig:
@@ -649,6 +672,8 @@ def load_config(path: str | Path, overrides: dict | None = None) -> PlatformConf
 def load_sweep(path: str | Path, check_files: bool = True) -> SweepConfig:
     """Load and validate a sweep file: every row's resolved config, all errors at once.
 
+    A file without `rows` is a plain config: its base runs as one row named "base" (implicit_base_row;
+    the sweep driver prints this). `rows: []` is refused.
     check_files=False skips the existence of demo files (planning a sweep whose data is elsewhere)."""
     data = load_yaml(path)
     errors: list[str] = []
@@ -660,7 +685,15 @@ def load_sweep(path: str | Path, check_files: bool = True) -> SweepConfig:
     base = _config_or_errors(base_data, "base", errors, check_files)
     rows: list[tuple[str, PlatformConfig]] = []
     seen: set[str] = set()
-    raw_rows = data.get("rows") or [{"name": "base", "overrides": {}}]
+    if "rows" not in data:  # a plain config file: its base is the one row, named "base" (README; the driver says so)
+        raw_rows = [{"name": "base", "overrides": {}}]
+    elif not data["rows"]:
+        errors.append("rows: empty: a sweep needs at least one row. Fix: list rows as {name, overrides} "
+                      "(e.g. `rows: [{name: base, overrides: {}}]` runs the base config alone), or delete the "
+                      "`rows` key, which runs the base config as one row named 'base'")
+        raw_rows = []
+    else:
+        raw_rows = data["rows"]
     if not isinstance(raw_rows, list):
         errors.append("rows: expected a list of {name, overrides}")
         raw_rows = []
@@ -675,4 +708,5 @@ def load_sweep(path: str | Path, check_files: bool = True) -> SweepConfig:
         rows.append((row.name, cfg))
     if errors:
         raise ConfigError(errors, str(path))
-    return SweepConfig(name=data.get("name") or Path(path).stem, base=base, rows=rows)
+    return SweepConfig(name=data.get("name") or Path(path).stem, base=base, rows=rows,
+                       implicit_base_row="rows" not in data)
