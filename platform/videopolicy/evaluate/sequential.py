@@ -1,38 +1,40 @@
 """Anytime-valid comparison of two rows on paired binary outcomes: a test that may be checked after
-every episode and stopped as soon as it is decided, at the promised error rate.
+every episode and stopped as soon as it is decided, at the promised error rate, and the matching
+confidence sequence for the paired difference.
 
 For pair i (row a's outcome A_i, the reference's B_i, both 0/1, on the same episode) let
-D_i = A_i - B_i in {-1, 0, 1} and Delta = E[D] (the paired success difference).
+D_i = A_i - B_i in {-1, 0, 1}, X_i = (D_i + 1) / 2 in {0, 1/2, 1} and Delta = E[D] = 2 E[X] - 1.
 
-The decision: an e-process over the discordant pairs, a sequential McNemar test by Robbins' method of
-mixtures (Jeffreys / Krichevsky-Trofimov mixture over the probability q that the row wins a discordant
-pair; `log_evalue_at_zero`; see Ramdas, Gruenwald, Vovk & Shafer, "Game-theoretic statistics and safe
-anytime-valid inference", Statistical Science 38(4), 2023). Under the null (E[D_i | past] <= 0 for
-"better", >= 0 for "worse", = 0 for "either") it is a non-negative supermartingale starting at 1, so by
-Ville's inequality P(it ever reaches 1/alpha) <= alpha: it may be checked after every episode, and the
-evaluation stopped whenever, without inflating the error rate.
+Method: testing by betting with a mixture of bets (Waudby-Smith & Ramdas, "Estimating means of bounded
+random variables by betting", JRSS-B 86(1), 2024, arXiv 2010.09686, section 5: a fixed mixture of
+constant bets, "diversified Kelly"; Robbins' method of mixtures). For a candidate mean m of X,
 
-The interval: the betting confidence sequence of Waudby-Smith & Ramdas, "Estimating means of bounded
-random variables by betting", JRSS-B 86(1), 2024 (arXiv 2010.09686), on X_i = (D_i + 1) / 2 in [0, 1]:
-for a candidate mean m,
+    K+_t(m) = sum_k w_k prod_{i<=t} (1 + lambda_k(m) (X_i - m)),   lambda_k(m) = u_k c / m
+    K-_t(m) = sum_k w_k prod_{i<=t} (1 - lambda'_k(m) (X_i - m)),  lambda'_k(m) = u_k c / (1 - m)
 
-    K+_t(m) = prod_{i<=t} (1 + l+_i(m) (X_i - m)),   K-_t(m) = prod_{i<=t} (1 - l-_i(m) (X_i - m))
+with u_k on a grid in (0, 1], c = BET_CAP < 1 and weights w_k the Jeffreys density of the probability
+q = (1 + u_k c) / 2 that the row wins a discordant pair (at m = 1/2 the bet on a pair is exactly
+"the row wins with probability q": capital (2q)^wins (2(1-q))^losses, ties change nothing; this is the
+Jeffreys / Krichevsky-Trofimov mixture, restricted to q >= 1/2, a sequential McNemar test). Each
+product is a non-negative martingale when E[X_i | past] = m (a supermartingale for K+(1/2) whenever
+E[D_i | past] <= 0), so by Ville's inequality P(sup_t K_t >= 1/alpha) <= alpha: the test may be checked
+after every episode, and the evaluation stopped whenever, without inflating the error rate.
 
-with predictable aGRAPA bets (WSR section 5.1, a first-order Kelly bet, from pairs 1..i-1 only):
-l+_i(m) = clip((mu_{i-1} - m) / (s2_{i-1} + (mu_{i-1} - m)^2), 0, c/m) (l-_i: m - mu, 0, c/(1-m)),
-mu_{i-1} = (1/2 + sum_{j<i} X_j) / i, s2_{i-1} = (1/4 + sum_{j<i} (X_j - mu_j)^2) / i. The hedged process
-K_t(m) = max(theta K+_t(m), (1 - theta) K-_t(m)) gives C_t = {m : max_{s<=t} K_s(m) < 1/alpha} (a
-running intersection), reported in Delta units 2m - 1. theta follows the decision: better 1 (a
-one-sided [lo, 1]), worse 0 ([-1, hi]), either 1/2 (two-sided, alpha/2 a side).
-
-The two are separate anytime-valid procedures at the same alpha (the mixture test needs fewer episodes
-than testing with the CS: bench/adaptive_eval.py), so near the boundary a row can be decided while the CS
-still touches 0, or the reverse; the table labels which is which. Coverage of Delta by the CS assumes a
-common mean per pair; episodes run in rounds (one episode of every task per round, `round_order`), so at
-the end of every round the pair mean is the mean over tasks.
+The decision the user asks for sets the hedge theta, K = theta K+ + (1 - theta) K-:
+    better: theta = 1   (H0: Delta <= 0; the confidence sequence is one-sided [lo, 1])
+    worse:  theta = 0   (H0: Delta >= 0; [-1, hi])
+    either: theta = 1/2 (two-sided)
+The confidence sequence is C_t = {m : max_{s<=t} K_s(m) < 1/alpha} (a running intersection), reported
+in Delta units 2m - 1 (its ends to the grid's 1/400 in Delta), and "decided" is exactly "K_t(1/2) has
+reached 1/alpha", i.e. "C_t excludes Delta = 0 on the asked side": the decision and the interval agree.
+Under the null of no difference on any episode (E[D_i | past] = 0, whatever the task) the probability
+of ever deciding is at most alpha. Coverage of Delta assumes a common mean per pair; the episodes run in
+rounds (one episode of every task per round, `round_order`), so at the end of every round the pair mean
+is the mean over tasks.
 
 This is not STEP (Snyder et al., RSS 2025, arXiv 2503.10966), which precomputes near-optimal rejection
-regions for a given maximum and alternative; the mixture needs neither.
+regions for a given maximum and alternative; a mixture needs neither. `bench/adaptive_eval.py` measures
+the error rate, power and episodes against the fixed-sample exact McNemar test.
 """
 
 from __future__ import annotations
@@ -45,11 +47,13 @@ import numpy as np
 import pandas as pd
 
 DECISIONS = ("better", "worse", "either")
-BET_CAP = 0.9  # c: bets are at most c/m (c/(1-m)) of the capital; any c < 1 keeps validity (bench: c sets the speed)
+BET_CAP = 0.98  # c: the largest bet stakes c of the capital that can be lost (c < 1 keeps the capital positive)
+N_BETS = 64  # constant bets mixed
+
 
 #: How tables and reports name the anytime-valid interval.
 AV_INTERVAL_LABEL = ("anytime-valid confidence sequence for the paired difference, valid under continuous "
-                     "monitoring (betting CS, Waudby-Smith & Ramdas 2024, aGRAPA bets)")
+                     "monitoring (mixture of bets, Waudby-Smith & Ramdas 2024; Jeffreys weights)")
 
 
 def _theta(decision: str) -> float:
@@ -58,64 +62,49 @@ def _theta(decision: str) -> float:
     return {"better": 1.0, "worse": 0.0, "either": 0.5}[decision]
 
 
-def log_capital(x: np.ndarray, m: np.ndarray, cap: float = BET_CAP) -> tuple[np.ndarray, np.ndarray]:
-    """log K+_t(m), log K-_t(m) for every t, vectorised.
+def bets(n: int = N_BETS, cap: float = BET_CAP) -> tuple[np.ndarray, np.ndarray]:
+    """(u, log w): the bet grid u_k in (0, 1] and the log weights (Jeffreys density of q = (1 + u c)/2,
+    normalised to sum 1)."""
+    u = (np.arange(n) + 0.5) / n
+    q = (1 + u * cap) / 2
+    w = 1.0 / np.sqrt(q * (1 - q))
+    return u, np.log(w / w.sum())
 
-    x: (..., n) observations in [0, 1] (the last axis is time; leading axes are independent sequences);
-    m: broadcastable to x's leading shape + (1,) (e.g. a scalar, or (G, 1) for a grid against x of (n,)).
-    Returns two arrays of shape broadcast(x, m): the log capital after each observation.
-    """
-    x = np.asarray(x, dtype=float)
+
+def _log_mix(counts: tuple, factors) -> np.ndarray:
+    """log sum_k w_k prod (factor_k,x)^count_x, accumulated bet by bet (memory: one array)."""
+    out = None
+    for log_w, logs in factors:
+        term = log_w + sum(c * l for c, l in zip(counts, logs))
+        out = term if out is None else np.logaddexp(out, term)
+    return out
+
+
+def log_capital(n0, nh, n1, m, side: str, cap: float = BET_CAP):
+    """log K+(m) (side "up") or log K-(m) ("down") from the counts of X = 0, 1/2, 1 so far (arrays
+    broadcastable with m)."""
+    u, log_w = bets(cap=cap)
     m = np.asarray(m, dtype=float)
-    n = x.shape[-1]
-    t = np.arange(1, n + 1, dtype=float)
-    csum = np.cumsum(x, axis=-1)
-    mu_after = (0.5 + csum) / (t + 1)  # mu_j: including X_j
-    sq = np.cumsum((x - mu_after) ** 2, axis=-1)
-    pad = [(0, 0)] * (x.ndim - 1) + [(1, 0)]
-    mu_prev = np.pad(mu_after, pad, constant_values=0.5)[..., :-1]  # mu_{i-1}, predictable
-    s2_prev = (0.25 + np.pad(sq, pad)[..., :-1]) / t
-    gap = mu_prev - m
-    lam = gap / (s2_prev + gap * gap)
-    with np.errstate(divide="ignore"):
-        lam_up = np.clip(lam, 0.0, cap / np.maximum(m, 1e-12))
-        lam_dn = np.clip(-lam, 0.0, cap / np.maximum(1.0 - m, 1e-12))
-    log_up = np.cumsum(np.log1p(lam_up * (x - m)), axis=-1)
-    log_dn = np.cumsum(np.log1p(-lam_dn * (x - m)), axis=-1)
-    return log_up, log_dn
+    factors = []
+    for uk, lw in zip(u, log_w):
+        lam = uk * cap / m if side == "up" else -uk * cap / (1 - m)
+        factors.append((lw, (np.log1p(lam * (0 - m)), np.log1p(lam * (0.5 - m)), np.log1p(lam * (1 - m)))))
+    return _log_mix((n0, nh, n1), factors)
 
 
-def log_evalue_at_zero(d: np.ndarray, decision: str) -> np.ndarray:
-    """log of the e-process for "no difference" after each pair: the mixture over the discordant pairs.
-
-    d: (..., n) paired differences in {-1, 0, 1} (last axis: time). Only discordant pairs carry evidence
-    (a tie multiplies by 1). With A = pairs only the row solved, B = pairs only the reference solved so
-    far, a bet that the row wins a discordant pair with probability q has capital (2q)^A (2(1-q))^B;
-    mixing q over the Jeffreys prior Beta(1/2, 1/2) (Robbins' method of mixtures; the Krichevsky-Trofimov
-    estimator, whose regret is the smallest possible up to a constant) gives
-
-        M = 2^(A+B) B(A + 1/2, B + 1/2) / B(1/2, 1/2)                       (decision "either")
-        E_better = M P(q >= 1/2 | A, B) / P(q >= 1/2)  (prior restricted to q >= 1/2; "better")
-        E_worse  = M P(q <= 1/2 | A, B) / P(q <= 1/2)                                ("worse")
-
-    Each mixture component is a supermartingale under its null (E[D_i | past] <= 0 for "better":
-    P(tie) + 2q f + 2(1-q) g <= 1 when q >= 1/2 and f <= g), so Ville's inequality bounds the chance of
-    ever reaching 1/alpha by alpha, however often it is looked at. "either" is the average of the two
-    halves, (E_better + E_worse) / 2 = M. Decided when the running max reaches log(1/alpha).
-    """
-    from scipy.special import betainc, betaln
-
-    _theta(decision)
+def log_evalue_at_zero(d: np.ndarray, decision: str, cap: float = BET_CAP) -> np.ndarray:
+    """log K_t(1/2), the e-process for "no difference", after each pair (decided when it reaches
+    log(1/alpha)). d: (..., n) paired differences in {-1, 0, 1}, the last axis time."""
+    theta = _theta(decision)
     d = np.asarray(d)
-    wins = np.cumsum(d > 0, axis=-1)
-    losses = np.cumsum(d < 0, axis=-1)
-    log_m = (wins + losses) * math.log(2.0) + betaln(wins + 0.5, losses + 0.5) - betaln(0.5, 0.5)
-    if decision == "either":
-        return log_m
-    below = betainc(wins + 0.5, losses + 0.5, 0.5)  # posterior P(q <= 1/2)
-    side = 1.0 - below if decision == "better" else below
-    with np.errstate(divide="ignore"):
-        return log_m + np.log(side) + math.log(2.0)
+    n1, n0 = np.cumsum(d > 0, axis=-1), np.cumsum(d < 0, axis=-1)
+    nh = np.zeros_like(n1)  # ties: factor 1 at m = 1/2
+    parts = []
+    if theta > 0:
+        parts.append(math.log(theta) + log_capital(n0, nh, n1, 0.5, "up", cap))
+    if theta < 1:
+        parts.append(math.log(1 - theta) + log_capital(n0, nh, n1, 0.5, "down", cap))
+    return parts[0] if len(parts) == 1 else np.logaddexp(*parts)
 
 
 @dataclass(frozen=True)
@@ -132,14 +121,14 @@ class SequentialResult:
     decided_at: Optional[int]  # pairs seen when the test first crossed
     alpha: float
     decision: str
-    method: str = "betting_cs_agrapa"
+    method: str = "mixture_of_bets_jeffreys"
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 def sequential_test(a, b, alpha: float = 0.05, decision: str = "either", cap: float = BET_CAP,
-                    grid: int = 2001) -> SequentialResult:
+                    grid: int = 801) -> SequentialResult:
     """Run the test over paired outcomes a (the row), b (the reference), in the order they were run."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
@@ -154,31 +143,36 @@ def sequential_test(a, b, alpha: float = 0.05, decision: str = "either", cap: fl
     d = a - b
     if not np.isin(d, (-1.0, 0.0, 1.0)).all():
         raise ValueError("sequential_test: outcomes must be 0/1")
-    x = (d + 1.0) / 2.0
     threshold = math.log(1.0 / alpha)
-    # the test at Delta = 0 (m = 1/2), exactly as on the grid
-    log_e = log_evalue_at_zero(d, decision)
+    log_e = log_evalue_at_zero(d, decision, cap)
     run_max = np.maximum.accumulate(log_e)
     crossed = np.nonzero(run_max >= threshold)[0]
     decided_at = int(crossed[0]) + 1 if len(crossed) else None
     direction = None
     if decided_at is not None:
-        direction = decision if decision != "either" else ("better" if (d[:decided_at] > 0).sum() >
-                                                                      (d[:decided_at] < 0).sum() else "worse")
+        k = decided_at
+        direction = decision if decision != "either" else ("better" if (d[:k] > 0).sum() > (d[:k] < 0).sum()
+                                                             else "worse")
     # the confidence sequence on a grid of m (Delta = 2m - 1), running intersection over time
-    m = np.linspace(0.0, 1.0, grid)[:, None]
-    gu, gd = log_capital(x[None, :], m, cap)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rej_up = (gu + math.log(theta) >= threshold).any(axis=1) if theta > 0 else np.zeros(grid, bool)
-        rej_dn = (gd + math.log(1 - theta) >= threshold).any(axis=1) if theta < 1 else np.zeros(grid, bool)
-    keep = ~(rej_up | rej_dn)
+    m = np.linspace(0.0, 1.0, grid)[1:-1, None]  # m = 0 and 1 are never rejected by the other side's bets
+    n1, n0 = np.cumsum(d > 0)[None, :], np.cumsum(d < 0)[None, :]
+    nh = np.cumsum(d == 0)[None, :]
+    parts = []
+    if theta > 0:
+        parts.append(math.log(theta) + log_capital(n0, nh, n1, m, "up", cap))
+    if theta < 1:
+        parts.append(math.log(1 - theta) + log_capital(n0, nh, n1, m, "down", cap))
+    log_k = parts[0] if len(parts) == 1 else np.logaddexp(*parts)
+    keep = ~(log_k >= threshold).any(axis=1)
     mm = m[:, 0]
-    if keep.any():
+    if keep.any():  # the smallest and largest grid points not rejected (K+ falls and K- rises with m)
         lo, hi = 2 * mm[keep].min() - 1, 2 * mm[keep].max() - 1
-        step = 2.0 / (grid - 1)  # conservative by one grid step
-        lo, hi = max(-1.0, lo - step), min(1.0, hi + step)
-    else:  # cannot happen with a continuous process, but say something sensible
+    else:
         lo = hi = float(d.mean())
+    if theta == 1.0:
+        hi = 1.0  # one-sided: no bet against large differences
+    if theta == 0.0:
+        lo = -1.0
     return SequentialResult(n, float(d.mean()), float(lo), float(hi), float(math.exp(min(run_max[-1], 700.0))),
                             decided_at is not None, direction, decided_at, alpha, decision)
 

@@ -56,7 +56,7 @@ def stage_flops(node: StageNode) -> float:
     if node.kind == "data":
         return 0.0
     if node.kind == "eval":
-        if not node.deps and not t.policy_dir:  # sanity policies
+        if not any(d.startswith("stage2/") for d in node.deps) and not t.policy_dir:  # sanity policies
             return 0.0
         f = _model_flops(node)
         s = node.cfg.model.sampler

@@ -165,8 +165,8 @@ class Executor:
         stage_dir = self.plan.stage_dir(node).prepare()
         if node.cfg.train.policy_dir:  # a saved policy given by the row (e.g. jobs/import_checkpoint.py's)
             spec = PolicySpec.parse(node.cfg.train.policy_dir)
-        elif node.deps:
-            spec = PolicySpec("checkpoint", str(self.plan.stage_dir(node.deps[0]).path / "policy"))
+        elif self._dep(node, "stage2") is not None:  # (an adaptive eval also depends on its reference's eval)
+            spec = PolicySpec("checkpoint", str(self.plan.stage_dir(self._dep(node, "stage2")).path / "policy"))
         else:
             spec = PolicySpec(SANITY_POLICY[node.cfg.train.method])
         adaptive = self._adaptive(node)
