@@ -164,3 +164,88 @@ def test_a_resumed_evaluation_continues_the_same_test(tmp_path):
     # a finished run stays stopped: a third driver runs nothing
     sched = AdaptiveSchedule(specs, AdaptiveRun(ref, 0.05, "either", 1, 10, "r"), again, run)
     assert sched.allowed() == [] and _drive(again, run, sched, mostly) == 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# plan, table, replay
+
+
+def _sweep(tmp_path, adaptive: dict | None, rows=("random", "scripted_expert")):
+    import yaml
+
+    from videopolicy.config import load_sweep
+
+    doc = {"name": "t", "base": {"demos": {"tasks": ["Lift"]}, "eval": {"tasks": ["Lift"], "episodes_per_task": 8}},
+           "rows": [{"name": r, "overrides": {"train": {"method": r}}} for r in rows]}
+    if adaptive is not None:
+        doc["base"]["eval"]["adaptive"] = adaptive
+    p = tmp_path / "sweep.yaml"
+    p.write_text(yaml.safe_dump(doc))
+    return load_sweep(p)
+
+
+def test_the_plan_pairs_adaptive_rows_with_the_reference(tmp_path):
+    from videopolicy.config import ConfigError
+    from videopolicy.sweep.plan import build_plan
+
+    fixed = build_plan(_sweep(tmp_path, None), str(tmp_path))
+    plan = build_plan(_sweep(tmp_path, {"enabled": True}), str(tmp_path))
+    ref, row = plan.row("random").stages["eval"], plan.row("scripted_expert").stages["eval"]
+    assert ref == fixed.row("random").stages["eval"]  # the reference runs its fixed budget: same stage
+    assert row != fixed.row("scripted_expert").stages["eval"]  # its output depends on the stopping rule
+    assert plan.nodes[row].reference == ref and ref in plan.nodes[row].deps
+    assert list(plan.nodes).index(ref) < list(plan.nodes).index(row)  # topological
+    other = build_plan(_sweep(tmp_path, {"enabled": True, "alpha": 0.01}), str(tmp_path))
+    assert other.row("scripted_expert").stages["eval"] != row
+    with pytest.raises(ConfigError, match="not planned"):
+        build_plan(_sweep(tmp_path, {"enabled": True, "reference": "nope"}), str(tmp_path))
+
+
+def _frame(rows: dict, n: int = 10, tasks=("Lift", "Stack")) -> pd.DataFrame:
+    """rows: name -> (outcome(task, i), episodes run per task)."""
+    recs = []
+    for row, (outcome, run) in rows.items():
+        for t in tasks:
+            for i in range(n):
+                recs.append({"row": row, "suite": "robosuite", "task": t, "scene": "default", "index": i, "seed": i,
+                             "episode_key": f"robosuite/{t}/default/{i}", "policy_id": row, "policy_seed": 0,
+                             "protocol_hash": "p", "status": "done" if i < run else "not_run",
+                             "success": bool(outcome(t, i)) if i < run else False, "steps": 1,
+                             "failure_reason": None, "video_path": None, "attempts": 1, "wall_s": 1.0,
+                             "instruction": None})
+    return pd.DataFrame(recs)
+
+
+def test_the_table_shows_episodes_run_stops_and_the_anytime_valid_interval():
+    from videopolicy.config import AdaptiveConfig
+    from videopolicy.report.table import ablation_table
+
+    df = _frame({"random": (lambda t, i: False, 10), "expert": (lambda t, i: True, 4),
+                 "same": (lambda t, i: False, 10)})
+    table = ablation_table(df, "random", adaptive=AdaptiveConfig(enabled=True), episode_hours={"expert": 0.5})
+    num = table.numeric.set_index("row")
+    assert num.loc["expert", "episodes_run"] == 8 and num.loc["expert", "episodes_not_run"] == 12
+    assert num.loc["expert", "stopped_early"] and num.loc["expert", "stop_reason"] == "early: decided better"
+    assert num.loc["expert", "av_lo"] > 0 and num.loc["expert", "gpu_h_saved"] == 6.0
+    assert num.loc["expert", "n_pairs"] == 8 and num.loc["expert", "infra_errors"] == 0  # not_run: not infra
+    assert num.loc["same", "stop_reason"] == "ran to max (undecided)" and num.loc["same", "av_lo"] < 0 < num.loc["same", "av_hi"]
+    cells = table.cells.set_index("row")
+    assert cells.loc["expert", "episodes run"] == "8/20" and "anytime-valid" in table.caption
+    assert "episodes run" not in ablation_table(df[df.status == "done"].query("row != 'expert'"), "random").cells
+
+
+def test_replay_of_a_fixed_budget_study():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from adaptive_eval import replay
+
+    df = _frame({"random": (lambda t, i: False, 10), "expert": (lambda t, i: True, 10),
+                 "same": (lambda t, i: i % 2 == 0, 10), "ref2": (lambda t, i: i % 2 == 0, 10)})
+    out = replay(df, "ref2", alpha=0.05, decision="either", min_per_task=2).set_index("row")
+    assert out.loc["same", "reason"] == "max_episodes" and out.loc["same", "saved"] == 0
+    assert out.loc["expert", "reason"] == "decided: better" and out.loc["random", "reason"] == "decided: worse"
+    # 5 of 10 pairs discordant per task, all in the expert's favour: decided within a few rounds
+    assert out.loc["expert", "stopped_after_rounds"] < 10 and out.loc["expert", "saved"] > 0
+    assert out.loc["expert", "episodes_adaptive"] == 2 * out.loc["expert", "stopped_after_rounds"]
