@@ -50,6 +50,7 @@ bench: install
 	$(PY) bench/train_overhead.py
 	$(PY) bench/data_pipeline.py
 	$(PY) bench/rollouts.py
+	$(PY) bench/train_metrics_outage.py
 
 clean-store:
 	rm -rf $(STORE)
