@@ -249,3 +249,18 @@ def test_replay_of_a_fixed_budget_study():
     # 5 of 10 pairs discordant per task, all in the expert's favour: decided within a few rounds
     assert out.loc["expert", "stopped_after_rounds"] < 10 and out.loc["expert", "saved"] > 0
     assert out.loc["expert", "episodes_adaptive"] == 2 * out.loc["expert", "stopped_after_rounds"]
+
+
+def test_rounds_are_released_to_keep_the_workers_busy(tmp_path):
+    specs = [EpisodeSpec.make("robosuite", "Lift", "default", i, 0) for i in range(10)]  # one task: 1 episode a round
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    run = RunKey("expert", 0, "p")
+    ledger.add(run, specs)
+    sched = AdaptiveSchedule(specs, AdaptiveRun(_reference(random_policy, specs), 0.05, "better", 1, 10, "r"),
+                             ledger, run)
+    sched.fit_workers(2)  # two workers, one task: two rounds per check
+    assert sched.step == 2
+    _drive(ledger, run, sched, expert)
+    stop = ledger.stop_record(run)
+    # decided at the 6th pair; checks fall after rounds 1, 3, 5, 7: one round past the decision at most
+    assert stop["reason"] == "decided: better" and stop["info"]["decided_at"] == 6 and stop["rounds"] == 7

@@ -166,6 +166,13 @@ class AdaptiveSchedule:
                        for r in range(min(adaptive.max_rounds, max(len(k) for k in by_task.values())))]
         self.released = min(adaptive.min_rounds, len(self.rounds))
         self.stopped: Optional[dict] = ledger.stop_record(run)
+        self.step = 1  # rounds released per check: the driver sets enough to keep its workers busy
+
+    def fit_workers(self, workers: int) -> None:
+        """Release ceil(workers / tasks) rounds per check, so a round barrier does not idle workers when
+        there are fewer tasks than workers (the test may then run up to step - 1 rounds past a decision)."""
+        tasks = max(1, len(self.rounds[0])) if self.rounds else 1
+        self.step = max(1, -(-workers // tasks))
 
     def allowed(self) -> list[str]:
         """Keys leasable now (the released rounds; none once stopped)."""
@@ -201,7 +208,7 @@ class AdaptiveSchedule:
             log.info("adaptive evaluation: stopped after %d round(s) of %d: %s (delta %+.2f, e-value %.3g)", done,
                      len(self.rounds), decision.reason, decision.result.delta, decision.result.e_value)
             return True
-        self.released = max(self.released, done + 1)
+        self.released = min(len(self.rounds), max(self.released, done + self.step))
         return False
 
 
@@ -360,6 +367,8 @@ class _Driver:
         for rec in self.ledger.records(self.plan.run, keys):
             if rec["status"] == "done":
                 self.done_by_task.setdefault(rec["task"], []).append(int(rec["success"]))
+        if self.schedule is not None:
+            self.schedule.fit_workers(n_workers)
         self._start_servers(n_workers)
         self.slots = [_Slot(i) for i in range(n_workers)]
         last_beat = time.time()
