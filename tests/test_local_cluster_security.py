@@ -76,14 +76,7 @@ def test_token_auth_refuses_clients_without_the_token_and_runs_the_job_with_it(h
     token = Path(head.token_path)
     assert stat.S_IMODE(token.stat().st_mode) == 0o600 and re.fullmatch(r"[0-9a-f]{64}", token.read_text())
 
-    with pytest.raises(urllib.error.HTTPError) as e:  # the Jobs API without a token
-        urllib.request.urlopen(f"{head.address}/api/jobs/", timeout=30)
-    assert e.value.code == 401
-    with urllib.request.urlopen(urllib.request.Request(f"{head.address}/api/jobs/", headers=head.auth_headers()),
-                                timeout=30) as r:
-        assert r.status == 200
-
-    # Ray drivers (gRPC) with a wrong token and with none, side by side; the right one connects.
+    # Ray drivers (gRPC) with a wrong token, with none, and with the token; they run while the job below does.
     gcs = Path(head.temp_dir, "ray_current_cluster").read_text().strip()
     connect = "import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); print('CONNECTED', ray.get(ray.put(7)))"
     envs = {"wrong token": _clean_env(**SINGLE_NODE, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32)),
@@ -91,11 +84,13 @@ def test_token_auth_refuses_clients_without_the_token_and_runs_the_job_with_it(h
             "the token": _clean_env(**SINGLE_NODE, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))}
     procs = {name: subprocess.Popen([sys.executable, "-c", connect, gcs], env=env, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True) for name, env in envs.items()}
-    outs = {name: p.communicate(timeout=240)[0] for name, p in procs.items()}
-    assert "CONNECTED 7" in outs["the token"], outs["the token"][-2000:]
-    for name in ("wrong token", "no token"):
-        assert procs[name].returncode != 0 and "CONNECTED" not in outs[name], f"{name}: {outs[name][-2000:]}"
-        assert "token" in outs[name].lower(), f"{name}: refused for another reason: {outs[name][-2000:]}"
+
+    with pytest.raises(urllib.error.HTTPError) as e:  # the Jobs API without a token
+        urllib.request.urlopen(f"{head.address}/api/jobs/", timeout=30)
+    assert e.value.code == 401
+    with urllib.request.urlopen(urllib.request.Request(f"{head.address}/api/jobs/", headers=head.auth_headers()),
+                                timeout=30) as r:
+        assert r.status == 200
 
     # The job, submitted with the head's token, runs Ray Data on node 127.0.0.1 with token auth.
     job_dir, result = tmp_path / "job", tmp_path / "result.json"
@@ -111,6 +106,12 @@ def test_token_auth_refuses_clients_without_the_token_and_runs_the_job_with_it(h
     assert head.submit([sys.executable, "job.py", str(result)], working_dir=str(job_dir), timeout_s=300) == 0
     got = json.loads(result.read_text())
     assert got == {"rows": 64, "node": "127.0.0.1", "mode": "token", "nodes": ["127.0.0.1"]}
+
+    outs = {name: p.communicate(timeout=240)[0] for name, p in procs.items()}
+    assert "CONNECTED 7" in outs["the token"], outs["the token"][-2000:]
+    for name in ("wrong token", "no token"):
+        assert procs[name].returncode != 0 and "CONNECTED" not in outs[name], f"{name}: {outs[name][-2000:]}"
+        assert "token" in outs[name].lower(), f"{name}: refused for another reason: {outs[name][-2000:]}"
 
 
 def test_the_mlflow_server_binds_loopback(tmp_path):

@@ -128,6 +128,13 @@ def test_killed_worker_restarts_from_the_last_checkpoint(make_cfg, clips, tmp_pa
         f"step {killed['step']}")
     runs = {json.loads(p.read_text())["mlflow_run_id"] for p in (tmp_path / "runs" / "killed").glob("checkpoint_*/train.json")}
     assert len(runs) == 1
+    # Steps repeated after the restart are not logged twice (train_metrics.py's high-water mark), none lost.
+    from mlflow import MlflowClient
+
+    reported = [line["step"] for line in lines]
+    history = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_metric_history(runs.pop(), "stage1/loss")
+    assert sorted(m.step for m in history) == sorted(set(reported)), (
+        f"logged steps {sorted(m.step for m in history)}, reported {reported}")
 
 
 def test_second_launch_with_the_same_name_resumes_in_the_same_mlflow_run(make_cfg, clips, tmp_path):

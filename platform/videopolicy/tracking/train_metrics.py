@@ -80,10 +80,11 @@ def _tracker(store: str | Path, target: MetricsTarget):
 def flush_queue(path: Path, tracker) -> FlushResult:
     """Apply one run's queue with `tracker` (under the store's outbox lock: one applier at a time resolves
     runs, so two processes never both create the same run). Removes the queue once the run has finished
-    and everything arrived."""
+    and everything arrived; reports a healthy server rejected stay in its failed/ with their errors."""
+    queue = Outbox(path)
     with tracker.outbox.lock():
-        result = Outbox(path).flush(tracker._apply, tracker._server_up)
-    if result.complete and (path / DONE_FILE).exists():
+        result = queue.flush(tracker._apply, tracker._server_up)
+    if result.complete and (path / DONE_FILE).exists() and not queue.failed():  # rejected reports stay, with errors
         shutil.rmtree(path, ignore_errors=True)
     return result
 
