@@ -27,6 +27,13 @@ def _progress(path: Path) -> list[dict]:
 def test_metrics_reported_during_an_outage_all_arrive_once(make_cfg, clips, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     store = tmp_path / "store"
+    try:
+        _outage_then_flush(make_cfg, clips, tmp_path, store)
+    finally:  # whichever server of the store is up (the first, or the one the final flush started), by PID
+        TrackingServer.for_store(store).stop()
+
+
+def _outage_then_flush(make_cfg, clips, tmp_path, store):
     tracker = Tracker(store, sweep="outage", experiment="outage-test")  # starts the store's lean server
     server = TrackingServer.for_store(store)
     assert server.attach() and healthy(tracker.uri)
@@ -70,4 +77,3 @@ def test_metrics_reported_during_an_outage_all_arrive_once(make_cfg, clips, tmp_
         assert sorted(steps) == reported, f"{key}: {sorted(steps)}"
     runs = tracker.client.search_runs([tracker._experiment()], filter_string="tags.`videopolicy.sweep` = 'outage'")
     assert len(runs) == 3  # sweep, row, stage: the training's reports created no run of their own
-    TrackingServer.for_store(store).stop()
