@@ -107,7 +107,7 @@ def test_clips_from_generated_demos(generated):
     ds = build_clips(cfg, str(generated["store"]))
     assert len(ds.manifest["tasks"]["train"]) == 1 and len(ds.manifest["tasks"]["heldout"]) == 1
     batch = next(iter(ds.ray_dataset("train").iter_torch_batches(batch_size=4, collate_fn=ClipCollate(ds))))
-    assert tuple(batch["frames"].shape) == (4, 3, 5, 32, 32, 3)  # 16-step horizon at stride 4: 4 + 1 frames
+    assert tuple(batch["frames"].shape) == (4, 3, 4, 32, 32, 3)  # 16-step horizon at stride 4: frames t, t+4, t+8, t+12
     assert tuple(batch["actions"].shape) == (4, 32, 7)
     assert batch["frames"].float().std() > 5  # real rendered pixels, not blank frames
 

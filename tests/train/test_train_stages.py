@@ -181,7 +181,7 @@ def test_single_run_methods(method, make_cfg, clips, tmp_path):
     base = build_model(cfg.model_config()).state_dict()
     changed = {k.split(".")[0] for k in trained if not torch.equal(trained[k], base[k])}
     expected = {"joint": {"unet", "adapter", "action_head"}, "no_video_tuning": {"adapter", "action_head"},
-                "dp_resnet": {"encoders", "action_head"}}[method]
+                "dp_resnet": {"encoders", "pools", "action_head"}}[method]
     assert changed == expected, f"{method} trained {sorted(changed)}"
     policy = VideoPolicy.from_pretrained(result.policy_dir, sampler=SamplerConfig(steps=2))
     chunk = policy.act(np.zeros((2, len(clips.cameras), 64, 64, 3), np.uint8), "move the block (Stack)")
