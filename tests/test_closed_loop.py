@@ -56,7 +56,7 @@ def _train(cfg, store, tmp_path, stage: str, name: str, init_from=None):
     clips = build_clips(cfg, str(store))
     result = run_training(TrainSpec(stage, cfg, clips.path, name=name, storage_path=str(tmp_path / "runs"),
                                     init_from=init_from))
-    assert result.step == cfg.train.stage2.steps if stage == "stage2" else cfg.train.stage1.steps
+    assert result.step == (cfg.train.stage2.steps if stage == "stage2" else cfg.train.stage1.steps)
     return export_policy(result, tmp_path / name)
 
 
