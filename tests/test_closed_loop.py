@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import shutil
 
-
 from videopolicy.config import config_from_dict
 from videopolicy.data.clips import build_clips, demo_sources
 from videopolicy.evaluate import PolicySpec, evaluate
