@@ -34,30 +34,33 @@ Typical use::
     policy = VideoPolicy.from_pretrained(d, suite="robocasa"); chunk = policy.act(images, "open the drawer")
 """
 
-from videopolicy.models.config import (
-    MODES,
-    PAPER_TAPS,
-    PRESETS,
-    ActionHeadConfig,
-    AdapterConfig,
-    BaselineConfig,
-    EDMConfig,
-    ModelConfig,
-    OptimConfig,
-    SamplerConfig,
-    TextConfig,
-    VAEConfig,
-    VideoUNetConfig,
-)
-from videopolicy.models.model import LossOutput, PolicyModel, SampleOutput, VideoPolicyModel, build_model
-from videopolicy.models.policy import ActionNormalizer, VideoPolicy, to_suite_actions
-from videopolicy.models.text import TextEmbeddingCache, ensure_bpe_vocab
-from videopolicy.models.vae import ClipLatents
+# Names are imported when first used (PEP 562), not with the package: `videopolicy.config` reads the
+# torch-free `models.config`, and loading or planning a sweep must not pay for torch, diffusers and
+# transformers (seconds) through this package's __init__.
+_EXPORTS = {
+    "videopolicy.models.config": ("MODES", "PAPER_TAPS", "PRESETS", "ActionHeadConfig", "AdapterConfig",
+                                  "BaselineConfig", "EDMConfig", "ModelConfig", "OptimConfig", "SamplerConfig",
+                                  "TextConfig", "VAEConfig", "VideoUNetConfig"),
+    "videopolicy.models.model": ("LossOutput", "PolicyModel", "SampleOutput", "VideoPolicyModel", "build_model"),
+    "videopolicy.models.policy": ("ActionNormalizer", "VideoPolicy", "to_suite_actions"),
+    "videopolicy.models.text": ("TextEmbeddingCache", "ensure_bpe_vocab"),
+    "videopolicy.models.vae": ("ClipLatents",),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = [
-    "MODES", "PAPER_TAPS", "PRESETS", "ActionHeadConfig", "AdapterConfig", "BaselineConfig", "EDMConfig",
-    "ModelConfig", "OptimConfig", "SamplerConfig", "TextConfig", "VAEConfig", "VideoUNetConfig",
-    "LossOutput", "PolicyModel", "SampleOutput", "VideoPolicyModel", "build_model",
-    "ActionNormalizer", "VideoPolicy", "to_suite_actions", "TextEmbeddingCache", "ensure_bpe_vocab",
-    "ClipLatents",
-]
+__all__ = list(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:  # AttributeError lets `from videopolicy.models import edm` import the submodule
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
