@@ -31,8 +31,8 @@ test -x "$VENV/bin/python" || "$PYTHON" -m venv "$VENV"
 # The bridge server imports only numpy from the platform side, so it is checked to import here too.
 export MUJOCO_GL="${MUJOCO_GL:-egl}" PYOPENGL_PLATFORM="${PYOPENGL_PLATFORM:-${MUJOCO_GL:-egl}}"
 PYTHONPATH="$ROOT/platform" "$VENV/bin/python" - <<'PY'
-from videopolicy.sim import bridge_server
-info = bridge_server.backend_info("libero10")
+from videopolicy.sim.bridge.server import backend_info
+info = backend_info("libero10")
 assert len(info["tasks"]) == 10, info["tasks"]
 print("LIBERO-10 ok:", len(info["tasks"]), "tasks,", info["versions"])
 PY

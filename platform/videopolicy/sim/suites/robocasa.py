@@ -24,6 +24,11 @@ RoboCasa's own v0.1 benchmark settings:
   policy is conditioned on it, as in the authors' evaluation, and it is recorded per episode;
   `instruction` gives a task-level sentence for when no env exists.
 
+Everything RoboCasa-specific lives in this module: the parent's protocol and suite, and the bridge
+child's `RobocasaBackend` (which runs in RoboCasa's venv, numpy only at module level), so the cameras
+(`CAMERAS`), the scene ids (`scene_id` / `layout_style`) and the 12-D action pad (`ACTION_PAD`,
+`map_action`; the policy appends it through `RobocasaSuite.action_suffix`) are written once.
+
 Not run on the machine this was written on: RoboCasa needs robosuite master from git and 5-10 GB of
 assets from utexas.box.com. ``deploy/sim/install_robocasa.sh`` (``make sim-robocasa``) builds the venv.
 """
@@ -32,9 +37,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from videopolicy.sim.bridge import sim_version
+from videopolicy.sim.bridge.backend import Backend, RequestError, sim_unstable
+from videopolicy.sim.bridge.suite import BridgedSuite, sim_version
 from videopolicy.sim.suites.base import EpisodeSpec, Protocol
-from videopolicy.sim.suites.bridged import BridgedSuite
 
 PYTHON_VAR = "VIDEOPOLICY_ROBOCASA_PYTHON"
 VENV_VAR = "VIDEOPOLICY_ROBOCASA_VENV"
@@ -87,7 +92,9 @@ SCENES: tuple[tuple[int, int], ...] = ((1, 1), (2, 2), (4, 4), (6, 9), (7, 10))
 EPISODES_PER_TASK = 50
 CAMERAS = ("robot0_agentview_left", "robot0_agentview_right", "robot0_eye_in_hand")
 IMAGE_SIZE = 256
-ACTION_PAD = (0.0, 0.0, 0.0, 0.0, -1.0)
+ACTION_PAD = (0.0, 0.0, 0.0, 0.0, -1.0)  # base still, torso still, arm mode: 7-D arm action -> 12-D command
+ACTION_DIM = 12
+OBJ_INSTANCE_SPLIT = "B"  # held-out object instances
 
 
 def map_action(a7) -> np.ndarray:
@@ -104,13 +111,21 @@ def scene_id(layout: int, style: int) -> str:
     return f"layout{layout}_style{style}"
 
 
+def layout_style(scene: str) -> tuple[int, int]:
+    """The inverse of `scene_id`: "layout6_style9" -> (6, 9)."""
+    lay, _, sty = scene.partition("_")
+    if not (lay.startswith("layout") and sty.startswith("style") and lay[6:].isdigit() and sty[5:].isdigit()):
+        raise RequestError(f"RoboCasa scene must look like 'layout6_style9', got {scene!r}")
+    return int(lay[6:]), int(sty[5:])
+
+
 class RobocasaSuite(BridgedSuite):
     name = "robocasa"
     python_var, venv_var, default_venv, build, dists = PYTHON_VAR, VENV_VAR, DEFAULT_VENV, BUILD, DISTS
     required = ("robocasa", "robosuite")
     cameras = CAMERAS
     action_suffix = ACTION_PAD
-    env_options = {"image_size": IMAGE_SIZE, "obj_instance_split": "B"}
+    env_options = {"image_size": IMAGE_SIZE, "obj_instance_split": OBJ_INSTANCE_SPLIT}
 
     def protocol(self) -> Protocol:
         return Protocol(
@@ -119,14 +134,14 @@ class RobocasaSuite(BridgedSuite):
             cameras=CAMERAS,
             image_size=IMAGE_SIZE,
             max_steps=max(HORIZONS.values()),
-            action_dim=12,  # the robot's command; a 7-D policy action is also accepted and padded (action_mapping)
+            action_dim=ACTION_DIM,  # the robot's command; a 7-D policy action is also accepted and padded (action_mapping)
             settle_steps=0,
             sim_version=sim_version(self.python, DISTS),
             extra=(
                 ("scenes", tuple(scene_id(*s) for s in SCENES)),
                 ("episode_to_scene", "i % 5"),
                 ("episodes_per_task", EPISODES_PER_TASK),
-                ("obj_instance_split", "B"),
+                ("obj_instance_split", OBJ_INSTANCE_SPLIT),
                 ("generative_textures", None),
                 ("randomize_cameras", False),
                 ("robot", "mobile Panda (PandaOmron | PandaMobile), default composite controller, arm OSC_POSE"),
@@ -151,3 +166,89 @@ class RobocasaSuite(BridgedSuite):
         self.instruction(task)
         return [EpisodeSpec.make(self.name, task, scene_id(*SCENES[i % len(SCENES)]), i // len(SCENES), eval_seed)
                 for i in range(n)]
+
+
+class RobocasaBackend(Backend):
+    """The bridge child's RoboCasa atomic tasks (robosuite master + robocasa from git; NOT run on the
+    machine this was written on).
+
+    The evaluation env mirrors the authors' ``create_eval_env_modified``: the mobile Panda, its default
+    composite controller (arm OSC_POSE), cameras left/right agent view + eye-in-hand, ``ignore_done``,
+    object split "B", no generative textures, no camera randomisation, and ONE (layout, style) pair
+    per episode. The env is rebuilt for every episode with the episode's seed (as the authors do), so
+    an episode is a pure function of (task, scene, seed). Actions are the robot's 12-D command; a
+    7-D arm action is mapped to it by `map_action` (appending `ACTION_PAD`).
+    """
+
+    suite = "robocasa"
+    packages = DISTS
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.task = ""
+        self.robot = ""
+
+    def info(self) -> dict:
+        import robocasa  # noqa: F401  (registers the kitchen envs with robosuite)
+        from robosuite.environments.base import REGISTERED_ENVS
+
+        return {"suite": self.suite, "versions": self.versions(), "registered": sorted(REGISTERED_ENVS)}
+
+    def make(self, task: str, options: dict) -> dict:
+        import robocasa  # noqa: F401
+        from robosuite.environments.base import REGISTERED_ENVS
+
+        if task not in REGISTERED_ENVS:
+            raise RequestError(f"unknown RoboCasa task {task!r}")
+        self.task = task
+        self.opts = {"cameras": list(CAMERAS), "image_size": IMAGE_SIZE, "obj_instance_split": OBJ_INSTANCE_SPLIT,
+                     "robot": "", **options}
+        self.robot = self.opts["robot"] or _mobile_panda_name()
+        return {"task": task, "robot": self.robot}
+
+    def _build(self, layout: int, style: int, seed: int):
+        import robosuite
+        from robosuite.controllers import load_composite_controller_config
+
+        if self.env is not None:
+            self.env.close()
+            self.env = None
+        size = int(self.opts["image_size"])
+        self.env = robosuite.make(
+            env_name=self.task, robots=self.robot,
+            controller_configs=load_composite_controller_config(controller=None, robot=self.robot),
+            camera_names=list(self.opts["cameras"]), camera_widths=size, camera_heights=size,
+            has_renderer=False, has_offscreen_renderer=True, ignore_done=True, use_object_obs=True,
+            use_camera_obs=True, camera_depths=False, seed=int(seed),
+            obj_instance_split=self.opts["obj_instance_split"], generative_textures=None,
+            randomize_cameras=False, layout_and_style_ids=((int(layout), int(style)),), translucent_robot=False,
+        )
+
+    def reset(self, scene: str, index: int, seed: int):
+        if not self.task:
+            raise RequestError("reset before make")
+        layout, style = layout_style(scene)
+        self._build(layout, style, seed)
+        raw = self.env.reset()
+        _, self._warn = sim_unstable(self.env.sim, 0)
+        ep_meta = self.env.get_ep_meta() if hasattr(self.env, "get_ep_meta") else {}
+        info = {"lang": ep_meta.get("lang", ""), "layout": layout, "style": style, "robot": self.robot,
+                "action_dim": int(self.env.action_dim)}
+        return self._obs(raw), self.success(), info
+
+    def step(self, action: np.ndarray):
+        a = np.asarray(action, dtype=np.float64).reshape(-1)
+        cmd = self._check_action(map_action(a) if a.shape == (7,) else a, ACTION_DIM)
+        if self.env.action_dim != cmd.shape[0]:
+            raise RequestError(f"{self.robot} takes {self.env.action_dim}-D commands; the 7->12 mapping does not fit")
+        return self._step(cmd)
+
+
+def _mobile_panda_name() -> str:
+    # robosuite master / RoboCasa v0.2+: "PandaOmron"; the RoboCasa v0.1 era: "PandaMobile".
+    from robosuite.robots import ROBOT_CLASS_MAPPING
+
+    for name in ("PandaOmron", "PandaMobile"):
+        if name in ROBOT_CLASS_MAPPING:
+            return name
+    raise RequestError("this robosuite has no mobile Panda (PandaOmron / PandaMobile); install robosuite master")

@@ -4,9 +4,9 @@ LIBERO (robosuite 1.4.0), RoboCasa (robosuite master) and MimicGen (robosuite 1.
 the main environment (robosuite 1.5.2), nor each other's. Each runs in its own virtualenv as a child
 process of the worker that needs it (a Ray actor of the evaluation harness, running the main venv):
 
-    worker (main venv) --BridgeEnv--> <venv>/bin/python -m videopolicy.sim.bridge_server <suite>
+    worker (main venv) --BridgeEnv--> <venv>/bin/python -m videopolicy.sim.bridge.server <suite>
 
-Only observations, actions and small JSON dicts cross the pipe (format: `bridge_server`'s docstring),
+Only observations, actions and small JSON dicts cross the pipe (`videopolicy.sim.bridge.wire`; the requests: `videopolicy.sim.bridge.server`),
 so the benchmark venv needs neither torch nor ray, nor the same numpy. A subprocess bridge was chosen
 over Ray's ``runtime_env={"py_executable": ...}`` because the latter needs the identical Ray (and its
 dependency set) inside every old-robosuite venv, and a Ray worker that dies in native render code
@@ -27,25 +27,27 @@ from __future__ import annotations
 
 import collections
 import os
-import re
 import select
 import signal
 import subprocess
 import threading
 import time
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from videopolicy.sim import bridge_server as wire
+from videopolicy.sim.bridge import wire
 from videopolicy.sim.suites.base import EpisodeSpec, SimEnv, StepResult
 
-__all__ = ["BridgeEnv", "BridgeClient", "BridgeRequestError", "InfraError", "PLATFORM_DIR", "REPO_ROOT", "child_env",
-           "installed_versions", "sim_version", "unavailable_message", "venv_python"]
+__all__ = ["BridgeEnv", "BridgeClient", "BridgeRequestError", "InfraError", "PLATFORM_DIR", "REPO_ROOT", "child_env"]
 
 #: The directory holding the `videopolicy` package; the child gets it (and only it) as PYTHONPATH.
-PLATFORM_DIR = Path(wire.__file__).resolve().parents[2]
+PLATFORM_DIR = Path(wire.__file__).resolve().parents[3]
+
+#: The repository root (``platform/..``) in a source checkout; the default home of ``.venv-*``.
+REPO_ROOT = PLATFORM_DIR.parent
 
 #: Seconds; generous because env construction under a loaded 2-core box took 2-30 s (LIBERO) and
 #: RoboCasa kitchens take longer. A step of LIBERO with 2x128^2 cameras is ~0.2 CPU-s.
@@ -90,7 +92,7 @@ class BridgeClient:
             raise InfraError(f"bridge[{suite}]: interpreter {self.python} does not exist or is not executable")
         try:
             self.proc = subprocess.Popen(
-                [self.python, "-s", "-m", "videopolicy.sim.bridge_server", suite],
+                [self.python, "-s", "-m", "videopolicy.sim.bridge.server", suite],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 env=child_env(env), cwd=str(PLATFORM_DIR), close_fds=True, start_new_session=True,
             )
@@ -170,8 +172,6 @@ class BridgeClient:
                 pass
 
     def _drain_stderr(self) -> None:
-        import sys
-
         try:
             for line in iter(self.proc.stderr.readline, b""):
                 text = line.decode(errors="replace").rstrip("\n")
@@ -230,7 +230,7 @@ class BridgeClient:
 
     def _receive(self, op: str) -> tuple[dict, dict[str, np.ndarray]]:
         deadline = time.monotonic() + float(self.timeouts.get(op, self.timeouts["step"]))
-        (n,) = wire._LEN.unpack(self._read(wire._LEN.size, deadline, op))
+        (n,) = wire.HEADER_LEN.unpack(self._read(wire.HEADER_LEN.size, deadline, op))
         if n > wire.MAX_HEADER:
             self.kill()
             raise InfraError(self._describe(op, f"garbled reply (header length {n})"))
@@ -310,73 +310,3 @@ class BridgeEnv(SimEnv):
                 self.client.kill()
         except Exception:  # noqa: BLE001
             pass
-
-
-# --------------------------------------------------------------------------------------------------
-# Locating a benchmark's virtualenv (used by the libero10 / robocasa / mimicgen suites)
-#
-# Each isolated suite names a venv (env var override, else ``<repo>/.venv-<name>``), a build command
-# (``make sim-<name>``) and the distributions that identify its simulator. Versions are read from the
-# venv's ``*.dist-info`` directories without starting its Python, so `Suite.protocol()` stays cheap.
-
-#: The repository root (``platform/..``) in a source checkout; the default home of ``.venv-*``.
-REPO_ROOT = PLATFORM_DIR.parent
-
-
-def venv_python(python_var: str, venv_var: str, default_dir: str) -> Path:
-    """The benchmark interpreter: ``$<python_var>``, else ``$<venv_var>/bin/python``, else ``<repo>/<default_dir>/bin/python``."""
-    if os.environ.get(python_var):
-        return Path(os.environ[python_var]).expanduser()
-    if os.environ.get(venv_var):
-        return Path(os.environ[venv_var]).expanduser() / "bin" / "python"
-    return REPO_ROOT / default_dir / "bin" / "python"
-
-
-def site_packages(python: Path) -> Optional[Path]:
-    """The venv's site-packages directory (python -> ../lib/python3.*/site-packages), or None."""
-    lib = python.parent.parent / "lib"
-    if not lib.is_dir():
-        return None
-    found = sorted(lib.glob("python3*/site-packages"))
-    return found[0] if found else None
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "_", name).lower()
-
-
-def installed_versions(python: Path, dists: tuple[str, ...]) -> dict[str, str]:
-    """{distribution: version} for those of `dists` installed in the venv of `python` (missing ones omitted)."""
-    sp = site_packages(python)
-    if sp is None:
-        return {}
-    want = {_norm(d): d for d in dists}
-    out: dict[str, str] = {}
-    for info in sp.glob("*.dist-info"):
-        m = re.match(r"(.+?)-([^-]+)\.dist-info$", info.name)
-        if m and _norm(m.group(1)) in want:
-            out[want[_norm(m.group(1))]] = m.group(2)
-    for link in sp.glob("*.egg-link"):  # `pip install -e` of a git checkout (RoboCasa, MimicGen)
-        n = _norm(link.name[: -len(".egg-link")])
-        if n in want and want[n] not in out:
-            out[want[n]] = "editable"
-    return out
-
-
-def sim_version(python: Path, dists: tuple[str, ...]) -> str:
-    """``"dist==ver dist==ver ..."`` in the order of `dists` (``"absent"`` where missing)."""
-    v = installed_versions(python, dists)
-    return " ".join(f"{d}=={v.get(d, 'absent')}" for d in dists)
-
-
-def unavailable_message(suite: str, python: Path, dists: tuple[str, ...], build: str, python_var: str,
-                        venv_var: str, required: tuple[str, ...]) -> Optional[str]:
-    """None when the venv exists and holds the `required` distributions, else how to build it."""
-    how = (f"Build it with `{build}` (or point {python_var} at its interpreter / {venv_var} at the venv); "
-           f"see deploy/sim/README.md.")
-    if not python.exists():
-        return f"suite {suite!r} runs in its own virtualenv, which is absent: {python} does not exist. {how}"
-    missing = [d for d in required if d not in installed_versions(python, required)]
-    if missing:
-        return f"suite {suite!r}: the virtualenv of {python} lacks {', '.join(missing)}. {how}"
-    return None
