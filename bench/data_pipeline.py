@@ -113,7 +113,7 @@ def run_generation(store: str, parallel: int, episodes: int) -> dict:
     import ray
 
     from videopolicy.config import config_from_dict
-    from videopolicy.data.generate import generate_demos
+    from videopolicy.sim.robosuite.demos import generate_demos
 
     ray.init(num_cpus=parallel, include_dashboard=False, logging_level="ERROR")
     cfg = config_from_dict({"store": store, "demos": {"tasks": ["Lift"], "demos_per_task": episodes,

@@ -11,7 +11,7 @@ import logging
 import sys
 
 from videopolicy.config import ConfigError, load_config
-from videopolicy.data.generate import demo_stage, generate_demos
+from videopolicy.sim.robosuite.demos import demo_stage, generate_demos
 from videopolicy.runtime import init_ray
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

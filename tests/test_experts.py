@@ -16,13 +16,13 @@ import json  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from videopolicy.data.experts import (  # noqa: E402
+from videopolicy.sim.robosuite.experts import (  # noqa: E402
     EXPERTS,
     TASK_INSTRUCTIONS,
     make_expert,
     run_expert_episode,
 )
-from videopolicy.sim import robosuite_env as rse  # noqa: E402
+from videopolicy.sim.robosuite import env as rse  # noqa: E402
 
 # task -> step budget per episode (measured mean episode lengths incl. 10 post-success steps:
 # Lift ~70, Stack ~140, PickPlaceCan ~230, NutAssemblySquare ~255, Door ~140)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from videopolicy.config import config_from_dict
-from videopolicy.data.generate import demo_stage, episode_seed, generate_demos, generate_shard, plan_shards
+from videopolicy.sim.robosuite.demos import demo_stage, episode_seed, generate_demos, generate_shard, plan_shards
 from videopolicy.data.hdf5 import DemoFile, validate_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,7 +75,7 @@ def test_interrupted_generation_resumes_finished_shards(generated):
 
 
 def test_demos_replay_to_success_and_episode_is_a_function_of_its_seed(generated):
-    from videopolicy.sim import robosuite_env as rse
+    from videopolicy.sim.robosuite import env as rse
 
     for task in TASKS:
         env = rse.make_env(task, cameras=(), seed=0)

@@ -64,7 +64,7 @@ def test_expert_through_the_server_succeeds(expert_run):
     assert "mujoco" in ev and df.protocol_hash.iloc[0] in ev
     # the sentence each episode's policy was conditioned on is recorded, in the ledger and the episodes
     # table (robosuite envs report none: the task sentence, which is the demos' own; see test_demo_replay)
-    from videopolicy.data.experts import TASK_INSTRUCTIONS
+    from videopolicy.sim.robosuite.experts import TASK_INSTRUCTIONS
 
     assert (df.instruction == df.task.map(TASK_INSTRUCTIONS)).all(), df[["task", "instruction"]]
     assert (pd.read_csv(out / "results.csv").instruction == df.instruction).all()

@@ -2,7 +2,9 @@
 
 Suites of other simulators (LIBERO, RoboCasa, MimicGen) live in their own Python environments, so
 nothing here imports a suite module eagerly: `get_suite` imports exactly the one it is asked for.
-Adding a benchmark = one module in this package + one line in `SUITES`.
+Adding a benchmark = one module (its protocol, suite and, when bridged, its backend) + one line in
+`SUITES`. robosuite, which runs in the main venv with scripted experts and demo generation, has a
+package of its own: `videopolicy.sim.robosuite`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ __all__ = ["SUITES", "EpisodeSpec", "Protocol", "SimEnv", "StepResult", "Suite",
 #: name (``eval.suite``) -> "module:Class". When the class name is not found in the module, the
 #: module's `Suite` subclass whose ``name`` equals the registry name is used.
 SUITES: dict[str, str] = {
-    "robosuite": "videopolicy.sim.suites.robosuite:RobosuiteSuite",
+    "robosuite": "videopolicy.sim.robosuite.suite:RobosuiteSuite",
     "libero10": "videopolicy.sim.suites.libero10:Libero10Suite",
     "robocasa": "videopolicy.sim.suites.robocasa:RobocasaSuite",
     "mimicgen": "videopolicy.sim.suites.mimicgen:MimicgenSuite",

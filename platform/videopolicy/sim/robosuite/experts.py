@@ -2,7 +2,7 @@
 
 Each expert is a small phase machine over object poses that the simulator knows exactly
 (``obs["cube_pos"]``, ``env.sim`` for what obs lacks) and emits the 7-D action of the BASIC
-composite controller made by `videopolicy.sim.robosuite_env.make_env`:
+composite controller made by `videopolicy.sim.robosuite.env.make_env`:
 
     a = (dx, dy, dz, dax, day, daz, gripper) in [-1, 1]     OSC_POSE delta; gripper -1 open, +1 closed
 
@@ -31,7 +31,7 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
-from videopolicy.sim.robosuite_env import env_state, frames_from_obs, model_xml, success
+from videopolicy.sim.robosuite.env import env_state, frames_from_obs, model_xml, success
 
 __all__ = [
     "EXPERTS",

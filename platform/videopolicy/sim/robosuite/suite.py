@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from videopolicy.config import PlatformConfig
 
 #: Per-task step limits when ``eval.max_steps`` is 0. The expert's episodes take about Lift 70,
-#: Stack 145, Door 139, PickPlaceCan 231, NutAssemblySquare 260 steps (data/experts.py).
+#: Stack 145, Door 139, PickPlaceCan 231, NutAssemblySquare 260 steps (sim/robosuite/experts.py).
 DEFAULT_MAX_STEPS: dict[str, int] = {
     "Lift": 150,
     "Stack": 300,
@@ -49,7 +49,7 @@ class RobosuiteSuite(Suite):
     name = "robosuite"
 
     def __init__(self, cfg: "PlatformConfig"):
-        from videopolicy.sim.robosuite_env import RenderSettings
+        from videopolicy.sim.robosuite.env import RenderSettings
 
         self.cfg = cfg
         self.tasks = list(cfg.eval.tasks or cfg.demos.tasks)
@@ -80,7 +80,7 @@ class RobosuiteSuite(Suite):
         return self._limits[task]
 
     def instruction(self, task: str) -> str:
-        from videopolicy.data.experts import TASK_INSTRUCTIONS
+        from videopolicy.sim.robosuite.experts import TASK_INSTRUCTIONS
 
         return TASK_INSTRUCTIONS[task]
 
@@ -123,7 +123,7 @@ class RobosuiteSimEnv(SimEnv):
     """One robosuite env for one task, built inside the worker; `reset(spec)` places the spec's scene."""
 
     def __init__(self, task: str, cameras, image_size: int, render, max_steps: int):
-        from videopolicy.sim import robosuite_env as rse
+        from videopolicy.sim.robosuite import env as rse
 
         self.task = task
         self.cameras = tuple(cameras)
@@ -135,7 +135,7 @@ class RobosuiteSimEnv(SimEnv):
         self._bad_qacc = 0
 
     def _frames(self, raw: dict) -> dict[str, np.ndarray]:
-        from videopolicy.sim.robosuite_env import frames_from_obs
+        from videopolicy.sim.robosuite.env import frames_from_obs
 
         return frames_from_obs(raw, self.cameras)
 
@@ -145,7 +145,7 @@ class RobosuiteSimEnv(SimEnv):
         return int(self.env.sim.data._data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number)
 
     def reset(self, spec: EpisodeSpec) -> dict[str, np.ndarray]:
-        from videopolicy.sim.robosuite_env import reseed
+        from videopolicy.sim.robosuite.env import reseed
 
         reseed(self.env, spec.seed)
         self._raw_obs = self.env.reset()
@@ -154,7 +154,7 @@ class RobosuiteSimEnv(SimEnv):
         return self._frames(self._raw_obs)
 
     def step(self, action: np.ndarray) -> StepResult:
-        from videopolicy.sim.robosuite_env import success
+        from videopolicy.sim.robosuite.env import success
 
         a = np.clip(np.asarray(action, dtype=np.float64).reshape(ACTION_DIM), -1.0, 1.0)
         self._raw_obs, _, _, _ = self.env.step(a)
@@ -167,7 +167,7 @@ class RobosuiteSimEnv(SimEnv):
 
     def expert_action(self) -> Optional[np.ndarray]:
         """The scripted expert's next action from privileged state; call once per executed step."""
-        from videopolicy.data.experts import EXPERTS, make_expert
+        from videopolicy.sim.robosuite.experts import EXPERTS, make_expert
 
         if self.task not in EXPERTS:
             return None

@@ -59,7 +59,7 @@ __all__ = [
 #: robomimic's EnvType.ROBOSUITE_TYPE, stored as ``env_args["type"]``.
 ROBOSUITE_ENV_TYPE = 1
 
-#: Tasks with a known camera layout (and scripted experts in `videopolicy.data.experts`).
+#: Tasks with a known camera layout (and scripted experts in `videopolicy.sim.robosuite.experts`).
 SUPPORTED_TASKS: tuple[str, ...] = tuple(ROBOSUITE_CAMERAS)
 
 #: One camera triple present in every supported task, so multi-task datasets are uniform.

@@ -28,7 +28,7 @@ from videopolicy.store import StageDir, stable_hash, stable_seed
 log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = 2  # bump when the experts or the recording change what a demo contains
-# 2: frames after a mid-episode garbage collection were garbage (robosuite_env._free_offscreen); regenerate
+# 2: frames after a mid-episode garbage collection were garbage (sim.robosuite.env._free_offscreen); regenerate
 
 
 def _sim_versions() -> dict:
@@ -80,9 +80,9 @@ def episode_seed(cfg: DemoConfig, task: str, shard: int, attempt: int) -> int:
 
 def generate_shard(cfg: DemoConfig, spec: ShardSpec) -> dict:
     """Run the expert until `spec.n_demos` successes (or the attempt budget), write the shard HDF5."""
-    from videopolicy.data.experts import EXPERTS, TASK_INSTRUCTIONS, run_expert_episode
+    from videopolicy.sim.robosuite.experts import EXPERTS, TASK_INSTRUCTIONS, run_expert_episode
     from videopolicy.data.hdf5 import DemoWriter
-    from videopolicy.sim import robosuite_env as rse
+    from videopolicy.sim.robosuite import env as rse
 
     import numpy as np
 
