@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,14 +34,9 @@ from videopolicy.ray_auth import (
     token_env,
     token_file,
 )
+from videopolicy.util import cmdline, free_port, pid_alive, write_atomic
 
 HEAD_FILE = "vp_head.json"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _children_map() -> dict[int, list[int]]:
@@ -67,10 +61,7 @@ def processes_under(*markers: str, pattern: str | None = None) -> list[int]:
     for p in Path("/proc").iterdir():
         if not p.name.isdigit() or int(p.name) == os.getpid():
             continue
-        try:
-            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
+        cmd = cmdline(int(p.name))
         if any(m in cmd for m in markers) or (regex is not None and regex.search(cmd)):
             roots.append(int(p.name))
     kids = _children_map()
@@ -83,19 +74,6 @@ def processes_under(*markers: str, pattern: str | None = None) -> list[int]:
         seen.add(pid)
         stack.extend(kids.get(pid, []))
     return sorted(seen)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @dataclass
@@ -150,17 +128,15 @@ class LocalHead:
 
     def _write_record(self) -> None:
         Path(self.temp_dir).mkdir(parents=True, exist_ok=True)
-        tmp = Path(self.temp_dir, HEAD_FILE + ".tmp")
-        tmp.write_text(json.dumps(asdict(self)))
-        os.replace(tmp, Path(self.temp_dir, HEAD_FILE))
+        write_atomic(Path(self.temp_dir, HEAD_FILE), json.dumps(asdict(self)))
 
     def start(self) -> None:
         if self.pids():
             raise RuntimeError(f"a head under {self.temp_dir} is already running (pids {self.pids()}); "
                                f"stop it with `python jobs/local_cluster.py stop`")
         env = self.env()  # makes the token (0600) if the store has none yet
-        self.dashboard_port = self.dashboard_port or _free_port()
-        self.client_server_port, self.runtime_env_agent_port = _free_port(), _free_port()
+        self.dashboard_port = self.dashboard_port or free_port()
+        self.client_server_port, self.runtime_env_agent_port = free_port(), free_port()
         self._write_record()  # before Ray starts: stop() finds a half-started head's client server too
         subprocess.run(self.command(), check=True, env=env, stdout=subprocess.DEVNULL)
 
@@ -172,8 +148,8 @@ class LocalHead:
         cmd = [ray, "start", "--head", "--node-ip-address=127.0.0.1", "--port=0",
                f"--temp-dir={self.temp_dir}", "--dashboard-host=127.0.0.1",
                f"--dashboard-port={self.dashboard_port}", "--disable-usage-stats",
-               f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
-               f"--runtime-env-agent-port={self.runtime_env_agent_port}", f"--metrics-export-port={_free_port()}",
+               f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+               f"--runtime-env-agent-port={self.runtime_env_agent_port}", f"--metrics-export-port={free_port()}",
                f"--ray-client-server-port={self.client_server_port}"]
         # Logical oversubscription by default: with CPUs booked exactly, Ray Data starves beside a
         # TorchTrainer or a rollout pool and hangs with only a warning (ray-mlflow.md, finding 2).
@@ -205,9 +181,9 @@ class LocalHead:
                 except ProcessLookupError:
                     pass
             deadline = time.time() + wait
-            while time.time() < deadline and any(_alive(p) for p in pids):
+            while time.time() < deadline and any(pid_alive(p) for p in pids):
                 time.sleep(0.2)
-            pids = [p for p in pids if _alive(p)] + [p for p in self.pids() if p not in pids]
+            pids = [p for p in pids if pid_alive(p)] + [p for p in self.pids() if p not in pids]
             if not pids:
                 break
         shutil.rmtree(self.temp_dir, ignore_errors=True)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from videopolicy.util import write_atomic
 
 COMPLETE = "_COMPLETE"
 MANIFEST = "manifest.json"
@@ -39,10 +40,7 @@ def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
 @dataclass(frozen=True)

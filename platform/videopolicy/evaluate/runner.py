@@ -32,6 +32,7 @@ from videopolicy.evaluate.policies import PolicySpec
 from videopolicy.sim.suites import get_suite
 from videopolicy.sim.suites.base import EpisodeSpec
 from videopolicy.store import write_json_atomic
+from videopolicy.util import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -279,9 +280,7 @@ def evaluate(
         df = results_frame(records)
     finally:
         ledger.close()
-    tmp = out / f"results.csv.tmp{os.getpid()}"
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, out / "results.csv")
+    write_atomic(out / "results.csv", df.to_csv(index=False))
     return df
 
 
@@ -458,10 +457,7 @@ class _Driver:
     def _write_video(self, spec: EpisodeSpec, data: bytes) -> str:
         path = self.out / "videos" / _slug(self.plan.policy_id) / spec.task / f"{spec.scene}_{spec.index:04d}.mp4"
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-        return str(path)
+        return str(write_atomic(path, data))
 
     def _metrics(self, spec: EpisodeSpec, success: bool) -> None:
         from videopolicy.evaluate.metrics import episodes_done, success_rate

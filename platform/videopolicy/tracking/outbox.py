@@ -13,16 +13,17 @@ An operation that a healthy server rejects several times (e.g. a param changed v
 
 from __future__ import annotations
 
-import fcntl
 import itertools
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+
+from videopolicy.util import file_lock, write_atomic
 
 MAX_ATTEMPTS = 3  # rejections by a healthy server before an operation is set aside in failed/
 
@@ -64,10 +65,7 @@ class Outbox:
                     shutil.copy2(src, dst)
                 op["files"][key] = str(dst.relative_to(self.root))
         op = {**op, "id": name, "attempts": 0}
-        tmp = self.root / f".{name}.tmp"
-        tmp.write_text(json.dumps(op, default=str))
-        os.replace(tmp, self.root / f"{name}.json")  # atomic: a crash leaves no half-written op
-        return self.root / f"{name}.json"
+        return write_atomic(self.root / f"{name}.json", json.dumps(op, default=str))  # a crash leaves no half-written op
 
     def pending(self) -> list[Path]:
         return sorted(self.root.glob("*.json"))
@@ -78,14 +76,8 @@ class Outbox:
     def path(self, relative: str) -> Path:
         return self.root / relative
 
-    @contextmanager
-    def lock(self) -> Iterator[None]:
-        with open(self.root / ".lock", "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+    def lock(self) -> AbstractContextManager[None]:
+        return file_lock(self.root / ".lock")
 
     def _done(self, path: Path, op: dict) -> None:
         path.unlink()

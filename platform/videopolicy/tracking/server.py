@@ -10,20 +10,18 @@ after checking that the PID still belongs to our server (PID reuse).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from videopolicy.util import cmdline, file_lock, free_port, pid_alive, port_is_free, write_atomic
 
 ENV_URI = "MLFLOW_TRACKING_URI"
 
@@ -31,12 +29,6 @@ ENV_URI = "MLFLOW_TRACKING_URI"
 def mlflow_dir(store: str | Path) -> Path:
     """`<store>/mlflow`: the database, artifacts, server files and the outbox."""
     return Path(store).expanduser().resolve() / "mlflow"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def healthy(uri: str, timeout_s: float = 2.0) -> bool:
@@ -48,35 +40,6 @@ def healthy(uri: str, timeout_s: float = 2.0) -> bool:
             return r.status == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (ProcessLookupError, OSError, IndexError):
-        return False
-    except PermissionError:
-        return True
-    return state != "Z"
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 @dataclass
@@ -112,7 +75,7 @@ class TrackingServer:
                 "--host", "127.0.0.1", "--port", str(self.port)]
 
     def is_ours_and_alive(self) -> bool:
-        return bool(self.pid) and _alive(self.pid) and self.marker in _cmdline(self.pid)
+        return bool(self.pid) and pid_alive(self.pid) and self.marker in cmdline(self.pid)
 
     def _load(self) -> bool:
         info = self.dir / "server.json"
@@ -129,17 +92,15 @@ class TrackingServer:
     def _previous_port_if_free(self) -> int:
         try:
             port = int(json.loads((self.dir / "server.json").read_text())["port"])
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port))
-            return port
         except (OSError, ValueError, KeyError):
             return 0
+        return port if port_is_free(port) else 0
 
     def start(self, timeout_s: float = 120.0) -> None:
         """Spawn the server detached (it outlives this driver) and wait for /health."""
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "artifacts").mkdir(exist_ok=True)
-        self.port = self._previous_port_if_free() or _free_port()  # same URL as before when possible
+        self.port = self._previous_port_if_free() or free_port()  # same URL as before when possible
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         env.pop(ENV_URI, None)
         t0 = time.monotonic()
@@ -147,10 +108,8 @@ class TrackingServer:
             proc = subprocess.Popen(self.command(), env=env, stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.dir)
         self.pid = proc.pid
-        tmp = self.dir / "server.json.tmp"
-        tmp.write_text(json.dumps({"pid": self.pid, "port": self.port, "uri": self.uri,
-                                   "started_at": time.time()}))
-        os.replace(tmp, self.dir / "server.json")
+        write_atomic(self.dir / "server.json", json.dumps({"pid": self.pid, "port": self.port, "uri": self.uri,
+                                                           "started_at": time.time()}))
         while not healthy(self.uri):
             if proc.poll() is not None:
                 raise RuntimeError(f"mlflow server exited with {proc.returncode} before becoming healthy; "
@@ -221,7 +180,7 @@ def _group_alive(pgid: int) -> bool:
 def local_server(store: str | Path, timeout_s: float = 120.0) -> TrackingServer:
     """The store's lean local server: the live one recorded under <store>/mlflow, else a new one."""
     server = TrackingServer.for_store(store)
-    with _locked(server.dir / "server.lock"):  # two drivers starting at once get one server
+    with file_lock(server.dir / "server.lock"):  # two drivers starting at once get one server
         if not server.attach():
             server.start(timeout_s=timeout_s)
     return server

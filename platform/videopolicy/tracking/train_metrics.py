@@ -26,7 +26,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
 import shutil
 import threading
@@ -37,6 +36,7 @@ from typing import Optional
 
 from videopolicy.tracking.outbox import FlushResult, Outbox
 from videopolicy.tracking.server import mlflow_dir
+from videopolicy.util import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -144,9 +144,7 @@ class TrainMetrics:
         self.store, self.target, self.prefix = Path(store), target, prefix
         self.dir = queue_dir(store, name, target)
         self.outbox = Outbox(self.dir)
-        tmp = self.dir / f".{TARGET_FILE}.tmp"
-        tmp.write_text(json.dumps(asdict(target)))
-        os.replace(tmp, self.dir / TARGET_FILE)
+        write_atomic(self.dir / TARGET_FILE, json.dumps(asdict(target)))
         (self.dir / DONE_FILE).unlink(missing_ok=True)  # running (again): keep the queue until this run ends
         self.mark = self._recover_mark()
         self.skipped: list[int] = []
@@ -182,9 +180,7 @@ class TrainMetrics:
         op.update({"run": self.target.run} if self.target.run else {"run_id": self.target.run_id})
         self.outbox.put(op)
         self.mark = step
-        tmp = self.dir / f".{MARK_FILE}.tmp"
-        tmp.write_text(json.dumps({"step": step}))
-        os.replace(tmp, self.dir / MARK_FILE)
+        write_atomic(self.dir / MARK_FILE, json.dumps({"step": step}))
         self._wake.set()
         return True
 
