@@ -85,7 +85,8 @@ if not found:
     sys.exit(f"nightly {run_id}: job {status.lower()} but no sweep run {run_id!r} in MLflow")
 tonight_id = found[0].info.run_id
 baseline_id = last_good_night(client, sweep.name, run_id)
-verdicts = compare(sweep_episodes(client, tonight_id), sweep_episodes(client, baseline_id) if baseline_id else None)
+verdicts = compare(sweep_episodes(client, tonight_id), sweep_episodes(client, baseline_id) if baseline_id else None,
+                   kinds={name: cfg.train.method for name, cfg in sweep.rows})
 print(f"\nnightly {run_id} vs {'run ' + baseline_id if baseline_id else 'no earlier good night'}:")
 for v in verdicts:
     base = "" if v.delta is None else f"  baseline {v.baseline_rate:.2f}  delta {v.delta:+.2f} [{v.lo:+.2f}, {v.hi:+.2f}]"

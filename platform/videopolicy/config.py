@@ -29,6 +29,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import yaml
 
 from videopolicy.models.config import ModelConfig
+from videopolicy.row_kinds import ROW_KIND_NAMES, RowKind, row_kind
 
 
 class ConfigError(ValueError):
@@ -211,23 +212,18 @@ class StageRunConfig:
         return errs
 
 
-TRAIN_METHODS = ("two_stage", "joint", "no_video_tuning", "dp_resnet", "scripted_expert", "random")
-SANITY_METHODS = ("scripted_expert", "random")  # no training: the harness's known-answer policies
+#: `train.method`'s type: the registered row kinds (videopolicy.row_kinds), checked with the nearest-name hint
+RowKindName = Literal[ROW_KIND_NAMES]
 
 
 @dataclass
 class TrainConfig:
-    """Stages stage1 / stage2: how a row's policy is trained (the row kind of the paper's table).
-
-    method      stage1 (video)             stage2 (the run that yields the policy)
-    two_stage   fine-tune the video U-Net  action head on the frozen stage-1 U-Net
-    joint       -                          video U-Net + action head together, from base weights
-    no_video_tuning  -                     action head on the frozen base U-Net
-    dp_resnet   -                          the Diffusion Policy ResNet baseline
-    scripted_expert / random: no training; sanity rows whose success rates are known (>= 90% / ~0)
+    """Stages stage1 / stage2: how a row's policy is trained. `method` is the row kind of the paper's table
+    (two_stage, joint, no_video_tuning, dp_resnet) or a sanity row (scripted_expert, random); what each
+    kind trains, and how, is its entry in videopolicy.row_kinds.ROW_KINDS (`kind`).
     """
 
-    method: Literal["two_stage", "joint", "no_video_tuning", "dp_resnet", "scripted_expert", "random"] = "two_stage"
+    method: RowKindName = "two_stage"
     stage1: StageRunConfig = field(default_factory=StageRunConfig)
     stage2: StageRunConfig = field(default_factory=StageRunConfig)
     workers: int = 1  # Ray Train workers (DDP ranks)
@@ -246,9 +242,14 @@ class TrainConfig:
     # jobs/import_checkpoint.py): the row runs only its evaluation, with the directory's own model config
     policy_dir: str = ""
 
+    @property
+    def kind(self) -> RowKind:
+        """The row kind `method` names (stages, train mode, model kind, sanity policy)."""
+        return row_kind(self.method)
+
     def validate(self) -> list[str]:
         errs = []
-        if self.policy_dir and self.method in SANITY_METHODS:
+        if self.policy_dir and self.kind.sanity:
             errs.append(f"policy_dir: a {self.method} row has its own policy; remove policy_dir or the method")
         if any(x < 0 for x in self.color_jitter) or any(x >= 1 for x in self.color_jitter[:3]) \
                 or self.color_jitter[3] > 0.5:
@@ -379,7 +380,7 @@ class PlatformConfig:
     def model_config(self) -> ModelConfig:
         """The model config with its clip-shaped fields taken from `clips` (one source of truth)."""
         clip_cams = self.clips.cameras or self.demos.cameras
-        kind = "dp_resnet" if self.train.method == "dp_resnet" else "video_policy"
+        kind = self.train.kind.model_kind or ModelConfig().kind  # a sanity row trains no model: the default
         head = dataclasses.replace(self.model.action_head, horizon=self.clips.action_horizon,
                                    action_dim=self.clips.action_dim)
         pad = list(clip_cams).index(self.clips.pad_camera) if self.clips.pad_camera in clip_cams else 0
@@ -456,7 +457,7 @@ class PlatformConfig:
     def model_problems(self) -> list[str]:
         """Problems of the model these clips would train (the sweep planner and train preflight ask; a
         data-only config, e.g. 8-px clips for a pipeline check, need not describe a trainable model)."""
-        if self.train.method in SANITY_METHODS or self.train.policy_dir:
+        if not self.train.kind.trains or self.train.policy_dir:
             return []  # no model trained (a policy_dir carries its own config, checked by the sweep driver)
         errs = [f"model: {e} (the model's shape comes from clips)" for e in self.model_config().validate()]
         if errs:

@@ -140,7 +140,7 @@ def rows_problems(rows) -> list[str]:
     for name, cfg in rows:
         if cfg.train.policy_dir:
             errs = policy_dir_problems(cfg.train.policy_dir)
-        elif not cfg.model_problems() and cfg.train.method not in ("scripted_expert", "random"):
+        elif not cfg.model_problems() and cfg.train.kind.trains:  # sanity rows load no weights
             errs = problems(cfg.model_config())
         else:
             errs = []

@@ -8,15 +8,12 @@ from typing import Any
 #: The axes of the paper's ablation table; MLflow params of every row run, so the comparison UI plots them.
 AXES = ("train_mode", "video_tuning", "task_subset", "video_horizon", "demos_per_task", "suite")
 
-#: How a train method treats the video U-Net (the paper's "video tuning").
-VIDEO_TUNING = {"two_stage": "stage1", "joint": "joint", "no_video_tuning": "none", "dp_resnet": "n/a"}
-
 
 def row_axes(cfg: Any) -> dict[str, Any]:
     """The ablation axes of a row's resolved PlatformConfig."""
     return {
         "train_mode": cfg.train.method,
-        "video_tuning": VIDEO_TUNING.get(cfg.train.method, "n/a"),
+        "video_tuning": cfg.train.kind.video_tuning,  # how the row kind treats the video U-Net (row_kinds)
         "task_subset": cfg.clips.task_subset,
         "video_horizon": int(cfg.clips.video_horizon),
         "demos_per_task": int(cfg.demos.demos_per_task),

@@ -12,7 +12,6 @@ name), evaluation from its episode ledger. A failed stage fails its dependents; 
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -24,11 +23,10 @@ from typing import Optional
 
 import pandas as pd
 
-from videopolicy.sweep.plan import Plan, StageNode
+from videopolicy.sweep.plan import Plan
+from videopolicy.sweep.stages import Stage, StageContext
 
 log = logging.getLogger(__name__)
-
-SANITY_POLICY = {"scripted_expert": "expert", "random": "random"}
 
 
 @dataclass
@@ -73,15 +71,15 @@ class Executor:
                     self.outcomes[running.pop(fut)] = fut.result()
         return self.outcomes
 
-    def _run_stage(self, node: StageNode) -> StageOutcome:
+    def _run_stage(self, node: Stage) -> StageOutcome:
         t0 = time.time()
         log.info("stage %s (%s) for rows %s: start", node.id, node.label, node.rows)
         ref = self._track_start(node)
+        out = self.plan.stage_dir(node)
         try:
-            manifest = getattr(self, f"_run_{node.kind}")(node, ref)
-            self.plan.stage_dir(node).prepare()
-            self.plan.stage_dir(node).complete({**manifest, "rows": node.rows, "label": node.label,
-                                                "seconds": time.time() - t0})
+            manifest = node.run(StageContext(self.plan.store, out, self.tracker, ref, self._lock))
+            out.prepare()
+            out.complete({**manifest, "rows": node.rows, "label": node.label, "seconds": time.time() - t0})
         except Exception as e:  # noqa: BLE001 - one stage's failure must not stop the other rows
             log.error("stage %s failed: %s\n%s", node.id, e, traceback.format_exc())
             self._track_end(ref, "FAILED", {"error": str(e)[:500]})
@@ -91,7 +89,7 @@ class Executor:
         return StageOutcome(node.id, "done", time.time() - t0)
 
     # ------------------------------------------------------------------ tracking
-    def _track_start(self, node: StageNode):
+    def _track_start(self, node: Stage):
         if self.tracker is None:
             return None
         with self._lock:
@@ -107,98 +105,6 @@ class Executor:
             if tags:
                 self.tracker.set_tags(ref, tags)
             self.tracker.end(ref, status)
-
-    def _run_id(self, ref) -> Optional[str]:
-        if ref is None:
-            return None
-        with self._lock:
-            self.tracker.flush()
-            return self.tracker.run_id(ref)
-
-    # ------------------------------------------------------------------ stage kinds
-    def _dep(self, node: StageNode, kind: str) -> Optional[StageNode]:
-        found = [self.plan.nodes[d] for d in node.deps if d.startswith(kind + "/")]
-        return found[0] if found else None
-
-    def _run_data(self, node: StageNode, ref) -> dict:
-        from videopolicy.data.clips import build_clips
-
-        ds = build_clips(node.cfg, self.plan.store)
-        m = ds.manifest
-        return {"clips_path": str(ds.path), "tasks": m["tasks"], "clip_counts": m["clip_counts"],
-                "demos": m["demos"], "skipped": m["skipped"]}
-
-    def _run_stage1(self, node: StageNode, ref) -> dict:
-        return self._train(node, ref, "stage1")
-
-    def _run_stage2(self, node: StageNode, ref) -> dict:
-        return self._train(node, ref, "stage2")
-
-    def _train(self, node: StageNode, ref, stage: str) -> dict:
-        from dataclasses import asdict
-
-        from videopolicy.train.launch import TrainSpec, export_policy, run_training
-
-        data = self.plan.stage_dir(self._dep(node, "data")).manifest()
-        init = self._dep(node, "stage1")
-        stage_dir = self.plan.stage_dir(node).prepare()
-        tracking_uri = getattr(self.tracker, "uri", None)
-        # metrics go to the stage's run by reference: they are queued if the server is down, even now
-        spec = TrainSpec(stage, node.cfg, data["clips_path"], name=f"{stage}-{node.key}",
-                         storage_path=node.cfg.train.storage_path or f"{self.plan.store}/train_runs",
-                         init_from=str(self.plan.stage_dir(init).path / "policy") if init else None,
-                         tracking_uri=tracking_uri, mlflow_run_id=self._run_id(ref),
-                         mlflow_ref=asdict(ref) if ref is not None else None,
-                         mlflow_experiment=getattr(self.tracker, "experiment", None),
-                         tracking_managed=bool(getattr(self.tracker, "managed", False)), store=self.plan.store,
-                         progress_dir=str(stage_dir / "progress"))
-        result = run_training(spec)
-        export_policy(result, stage_dir / "policy")
-        return {"step": result.step, "metrics": result.metrics, "train_run": spec.name,
-                "checkpoint": str(result.checkpoint_dir), "clips_path": data["clips_path"],
-                "train_tasks": data["tasks"]["train"]}
-
-    def _run_eval(self, node: StageNode, ref) -> dict:
-        from videopolicy.evaluate.policies import PolicySpec
-        from videopolicy.evaluate.runner import evaluate
-
-        stage_dir = self.plan.stage_dir(node).prepare()
-        if node.cfg.train.policy_dir:  # a saved policy given by the row (e.g. jobs/import_checkpoint.py's)
-            spec = PolicySpec.parse(node.cfg.train.policy_dir)
-        elif self._dep(node, "stage2") is not None:  # (an adaptive eval also depends on its reference's eval)
-            spec = PolicySpec("checkpoint", str(self.plan.stage_dir(self._dep(node, "stage2")).path / "policy"))
-        else:
-            spec = PolicySpec(SANITY_POLICY[node.cfg.train.method])
-        adaptive = self._adaptive(node)
-        df = evaluate(node.cfg, spec, stage_dir, owner=f"sweep-{node.key[:8]}", adaptive=adaptive)
-        infra = int((df["status"] == "infra_error").sum())
-        if infra:  # not counted and not final: a re-run retries exactly these episodes
-            raise RuntimeError(f"{infra} of {len(df)} episodes ended as infrastructure errors "
-                               f"(see {stage_dir / 'ledger.sqlite'}); re-run the sweep to retry them")
-        df.to_parquet(stage_dir / "episodes.parquet", index=False)
-        done = df[df["status"] == "done"]
-        if ref is not None:
-            with self._lock:
-                self.tracker.log_metrics(ref, {"success_rate": float(done["success"].mean()),
-                                               "episodes": float(len(done))})
-        manifest = {"episodes": len(df), "success_rate": float(done["success"].mean()), "policy": spec.kind}
-        if adaptive is not None:
-            manifest["adaptive"] = {"reference_row": node.reference_row, "episodes_run": len(done),
-                                    "not_run": int((df["status"] == "not_run").sum()),
-                                    "stop": json.loads((stage_dir / "adaptive.json").read_text())["stop"]}
-        return manifest
-
-    def _adaptive(self, node: StageNode):
-        """eval.adaptive for this row: the reference's finished outcomes (its eval is a dependency)."""
-        from videopolicy.evaluate.runner import AdaptiveRun
-
-        if node.reference is None:
-            return None
-        ref = pd.read_parquet(Path(self.plan.stage_dir(node.reference).path) / "episodes.parquet")
-        ref = ref[ref["status"] == "done"]
-        a = node.cfg.eval.adaptive
-        return AdaptiveRun(dict(zip(ref["episode_key"], ref["success"].astype(bool))), a.alpha, a.decision,
-                           a.min_episodes_per_task, node.cfg.eval.max_rounds(), node.reference_row)
 
 
 def row_results(plan: Plan) -> pd.DataFrame:

@@ -3,7 +3,8 @@
 A row regresses when the anytime-valid sequential test (videopolicy.evaluate.sequential, decision
 "worse", alpha `ALPHA`) on its paired outcomes (tonight - last good, in round order) decides it is worse:
 a regression is declared only with the promised error rate, also when the night ran adaptively and
-stopped early; lo/hi are that test's anytime-valid interval (one-sided: [-1, hi]); sanity rows must also land where they always must (expert >= 0.9, random <= 0.1).
+stopped early; lo/hi are that test's anytime-valid interval (one-sided: [-1, hi]); sanity rows must also land
+where their row kind says they always must (videopolicy.row_kinds: expert >= 0.9, random <= 0.1).
 A night without regressions is tagged good and becomes the next baseline.
 """
 
@@ -18,9 +19,9 @@ import pandas as pd
 
 from videopolicy.evaluate.sequential import compare_rows
 from videopolicy.evaluate.stats import paired_difference
+from videopolicy.row_kinds import ROW_KINDS
 
 STATUS_TAG = "videopolicy.nightly_status"  # good | regressed, on the sweep (parent) run
-SANITY_BOUNDS = {"scripted_expert": (0.9, 1.0), "random": (0.0, 0.1)}
 ALPHA = 0.05  # the regression gate's error level (false alarms per row per night, under any monitoring)
 
 
@@ -62,14 +63,19 @@ def last_good_night(client, experiment: str, before_sweep: str) -> Optional[str]
     return runs[0].info.run_id if runs else None
 
 
-def compare(tonight: pd.DataFrame, baseline: Optional[pd.DataFrame]) -> list[RowVerdict]:
+def compare(tonight: pd.DataFrame, baseline: Optional[pd.DataFrame],
+            kinds: Optional[dict[str, str]] = None) -> list[RowVerdict]:
+    """Verdicts per row of tonight. `kinds`: row -> row kind (train.method), which says where a sanity row
+    must land; a row missing from it is taken to be of the kind it is named after, if any."""
+    kinds = kinds or {}
     verdicts = []
     for row, part in tonight.groupby("row", sort=False):
         done = part[part["status"] == "done"]
         rate = float(done["success"].mean()) if len(done) else float("nan")
         problem = None
-        if row in SANITY_BOUNDS:
-            low, high = SANITY_BOUNDS[row]
+        kind = ROW_KINDS.get(kinds.get(row, row))
+        if kind is not None and kind.expected_success is not None:
+            low, high = kind.expected_success
             if not low <= rate <= high:
                 problem = f"sanity row out of bounds: {rate:.2f} not in [{low}, {high}] (the harness is broken)"
         if baseline is None or baseline.empty or row not in set(baseline["row"]):

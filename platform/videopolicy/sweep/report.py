@@ -9,6 +9,7 @@ import pandas as pd
 
 from videopolicy.store import write_json_atomic
 from videopolicy.sweep.plan import Plan
+from videopolicy.sweep.stages import DataStage, EvalStage, episode_list_id
 
 
 def print_plan(plan: Plan) -> None:
@@ -21,7 +22,7 @@ def print_plan(plan: Plan) -> None:
         status = "done" if plan.done(sid) else "todo"
         rows = ",".join(node.rows)
         print(f"{sid[:25]:<26}{status:<9}{cost.per_stage[sid]:>9.2f}  {rows[:39]:<40}{node.label}")
-    shared = [n for n in plan.nodes.values() if len(n.rows) > 1 and n.kind != "data"]
+    shared = [n for n in plan.nodes.values() if len(n.rows) > 1 and not isinstance(n, DataStage)]
     for n in shared:
         print(f"shared: {n.id} serves rows {n.rows}")
     print(f"\nestimated A100-hours at {UTILISATION:.0%} of bf16 peak (eval: every episode to its step limit):")
@@ -66,7 +67,7 @@ def finish_sweep(plan: Plan, outcomes: dict, results: pd.DataFrame, tracker, ref
         summary["report"] = str(paths["report"])
         results.to_parquet(out_dir / "episodes.parquet", index=False)
 
-    timings = [{"stage": o.id, "kind": o.id.split("/")[0], "status": o.status, "seconds": round(o.seconds, 1),
+    timings = [{"stage": o.id, "kind": plan.nodes[o.id].kind, "status": o.status, "seconds": round(o.seconds, 1),
                 "rows": plan.nodes[o.id].rows, "error": o.error} for o in outcomes.values()]
     write_json_atomic(out_dir / "stages.json", {"sweep": sweep_id, "seconds": seconds, "stages": timings})
     print(f"{'stage':<26}{'status':<9}{'seconds':>8}  rows")
@@ -86,9 +87,10 @@ def finish_sweep(plan: Plan, outcomes: dict, results: pd.DataFrame, tracker, ref
 
 def adaptive_settings(plan: Plan):
     """(eval.adaptive of the sweep's adaptive rows or None, row -> estimated A100-hours per episode)."""
-    from videopolicy.sweep.estimate import a100_hours, stage_flops
+    from videopolicy.sweep.cost import a100_hours
 
-    adaptive = next((n.cfg.eval.adaptive for n in plan.nodes.values() if n.kind == "eval" and n.reference), None)
+    adaptive = next((n.cfg.eval.adaptive for n in plan.nodes.values() if isinstance(n, EvalStage) and n.reference),
+                    None)
     if adaptive is None:
         return None, None
     hours = {}
@@ -96,13 +98,11 @@ def adaptive_settings(plan: Plan):
         node = plan.nodes[row.stages["eval"]]
         try:
             episodes = len(episode_tasks(node)) * node.cfg.eval.episodes_per_task
-            hours[row.name] = a100_hours(stage_flops(node)) / episodes if episodes else 0.0
+            hours[row.name] = a100_hours(node.cost()) / episodes if episodes else 0.0
         except Exception:  # noqa: BLE001 - an estimate only; the table then shows episodes saved alone
             continue
     return adaptive, hours
 
 
 def episode_tasks(node) -> tuple:
-    from videopolicy.sweep.plan import episode_list_id
-
     return episode_list_id(node.cfg)[1] or tuple(range(24))

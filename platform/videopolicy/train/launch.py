@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal, Optional
 
 from videopolicy.config import PlatformConfig, StageRunConfig, to_dict
+from videopolicy.row_kinds import ROW_KINDS
 from videopolicy.train.checkpoint import (
     INFO_FILE,
     POLICY_DIR,
@@ -59,10 +60,9 @@ class TrainSpec:
 
     @property
     def mode(self) -> str:
-        """The model's training mode for this run (see loop.py's table)."""
-        if self.stage == "stage1":
-            return "stage1"
-        return "joint" if self.cfg.train.method == "joint" else "stage2"
+        """The model's training mode for this run (see loop.py's table): stage 1 trains the video model;
+        a stage-2 run trains in its row kind's mode (videopolicy.row_kinds)."""
+        return "stage1" if self.stage == "stage1" else self.cfg.train.kind.train_mode
 
     @property
     def run(self) -> StageRunConfig:
@@ -100,14 +100,17 @@ class TrainResult:
 
 
 def check_run(cfg, stage: str, init_from: Optional[str]) -> None:
-    """What is wrong with a run whatever its clips (cheap, no Ray): stage vs method, init checkpoint use."""
-    method = cfg.train.method
-    if stage == "stage1" and method != "two_stage":
-        raise TrainSetupError(f"train.method {method!r} has no stage 1 (only two_stage fine-tunes the video model first)")
-    if stage == "stage2" and method == "two_stage" and not init_from:
-        raise TrainSetupError("two_stage's stage 2 needs the stage-1 checkpoint (init_from / --init-from)")
-    if init_from and method != "two_stage":
-        raise TrainSetupError(f"train.method {method!r} starts from base weights; init_from is only for two_stage")
+    """What is wrong with a run whatever its clips (cheap, no Ray): stage vs row kind, init checkpoint use."""
+    method, kind = cfg.train.method, cfg.train.kind
+    with_stage1 = " or ".join(k.name for k in ROW_KINDS.values() if k.has_stage1)
+    if stage not in kind.train_stages:
+        raise TrainSetupError(f"train.method {method!r} has no {stage}" + (
+            f" (only {with_stage1} fine-tunes the video model first)" if stage == "stage1" else
+            " (a sanity row trains nothing)"))
+    if stage == "stage2" and kind.has_stage1 and not init_from:
+        raise TrainSetupError(f"{method}'s stage 2 needs the stage-1 checkpoint (init_from / --init-from)")
+    if init_from and not kind.has_stage1:
+        raise TrainSetupError(f"train.method {method!r} starts from base weights; init_from is only for {with_stage1}")
     if init_from and not Path(init_from).exists():
         raise TrainSetupError(f"{init_from}: stage-1 checkpoint not found. Fix: run stage1 first "
                               f"(jobs/train_stage.py --stage stage1) or pass the right --init-from")
