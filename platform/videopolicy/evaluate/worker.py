@@ -96,6 +96,9 @@ def _configure_render_device() -> Optional[int]:
         os.environ.pop("CUDA_VISIBLE_DEVICES")
     if not gpu_ids or os.environ.get("MUJOCO_GL", "egl") != "egl":
         return None
+    from videopolicy.sim.robosuite.logs import quiet_robosuite
+
+    quiet_robosuite()
     import robosuite  # noqa: F401 - its binding_utils checks MUJOCO_EGL_DEVICE_ID at import: import first
 
     device = select_egl_device(gpu_ids, _egl_cuda_ordinals())

@@ -59,6 +59,9 @@ class Backend:
     packages: tuple[str, ...] = ()
 
     def __init__(self) -> None:
+        from videopolicy.sim.robosuite.logs import quiet_robosuite
+
+        quiet_robosuite()  # robosuite master (RoboCasa) logs the same harmless lines; 1.4 logs none
         self.env: Any = None
         self.opts: dict = {}
         self._warn = 0

@@ -21,7 +21,8 @@ Images from robosuite come out in the OpenGL convention (bottom row first); `fra
 returns them upright.
 
 `import robosuite` / `import mujoco` happen lazily inside the functions so that `configure_gl`
-can still choose the GL backend (MuJoCo reads ``MUJOCO_GL`` when it is first imported).
+can still choose the GL backend (MuJoCo reads ``MUJOCO_GL`` when it is first imported). Importing
+this module silences robosuite's known-harmless log lines first (`videopolicy.sim.robosuite.logs`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 import numpy as np
 
 from videopolicy.sim.catalog import ROBOSUITE_CAMERAS
+from videopolicy.sim.robosuite.logs import quiet_robosuite
+
+quiet_robosuite()  # before any robosuite import: its known-harmless log lines start at import time
 
 __all__ = [
     "DEFAULT_CAMERAS",
