@@ -50,11 +50,15 @@ def _clean_env(**extra: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def head(tmp_path_factory):
     store = tmp_path_factory.mktemp("store")
-    h = LocalHead(temp_dir=f"/tmp/vpray_sec{os.getpid()}", num_cpus=2, token_path=str(token_file(store)))
+    h = LocalHead(temp_dir=f"/tmp/vpray_sec{os.getpid()}", num_cpus=2, token_path=str(token_file(store)),
+                  logs_dir=str(store / "logs" / "ray"))
     with mock.patch.dict(os.environ, _clean_env(), clear=True):  # a new user's shell: nothing set for Ray
         h.start()
     yield h
     assert h.stop() == []
+    # the Ray session's full logs outlive the head's temp dir, in the store
+    kept = list((store / "logs" / "ray").glob("session_2*/raylet.out"))
+    assert kept and not Path(h.temp_dir).exists(), sorted((store / "logs").rglob("*"))[:20]
 
 
 def test_every_socket_of_the_local_head_is_on_loopback(head):

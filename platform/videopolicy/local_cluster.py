@@ -84,14 +84,16 @@ class LocalHead:
     token_path: str = ""  # the store's token file; a running head's own one wins (see attach)
     client_server_port: int = 0
     runtime_env_agent_port: int = 0
+    logs_dir: str = ""  # where stop() keeps the Ray session's logs (default <store>/logs/ray); "" keeps none
 
     @classmethod
     def for_checkout(cls, root: str | Path, num_cpus: int = 0, store: str | Path | None = None) -> "LocalHead":
         """The head of checkout `root`; a new one takes its token from `store` (default `<root>/.vp_store`)."""
         # Ray's unix socket paths must stay short (~107 chars): a hash under /tmp, not the checkout path.
         tag = hashlib.sha1(str(Path(root).resolve()).encode()).hexdigest()[:8]
-        return cls(temp_dir=f"/tmp/vpray_{tag}", num_cpus=num_cpus,
-                   token_path=str(token_file(store or Path(root) / ".vp_store")))
+        store = Path(store or Path(root) / ".vp_store")
+        return cls(temp_dir=f"/tmp/vpray_{tag}", num_cpus=num_cpus, token_path=str(token_file(store)),
+                   logs_dir=str(store.expanduser().resolve() / "logs" / "ray"))
 
     @property
     def address(self) -> str:
@@ -186,8 +188,26 @@ class LocalHead:
             pids = [p for p in pids if pid_alive(p)] + [p for p in self.pids() if p not in pids]
             if not pids:
                 break
+        self.keep_logs()
         shutil.rmtree(self.temp_dir, ignore_errors=True)
         return pids
+
+    def keep_logs(self) -> list[Path]:
+        """Copy each Ray session's logs (driver, workers, raylet, GCS: the full output, which the job's
+        console shows only in part) to `logs_dir`/<session> before the temp dir goes. Returns the copies."""
+        kept: list[Path] = []
+        if not self.logs_dir:
+            return kept
+        for session in sorted(Path(self.temp_dir).glob("session_2*")):
+            src, dst = session / "logs", Path(self.logs_dir) / session.name
+            if not src.is_dir():
+                continue
+            try:
+                shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True)
+                kept.append(dst)
+            except (OSError, shutil.Error) as e:  # a log that vanished mid-copy must not block the stop
+                print(f"local head: could not keep all Ray logs of {session.name} in {dst}: {e}", file=sys.stderr)
+        return kept
 
     def submit(self, entrypoint: list[str], working_dir: str = ".", env_vars: dict | None = None,
                ready_timeout_s: float = 120.0, submission_id: str | None = None,
