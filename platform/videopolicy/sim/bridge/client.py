@@ -30,9 +30,9 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import threading
 import time
-import sys
 from pathlib import Path
 from typing import Any, Optional
 

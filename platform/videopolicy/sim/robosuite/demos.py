@@ -80,11 +80,11 @@ def episode_seed(cfg: DemoConfig, task: str, shard: int, attempt: int) -> int:
 
 def generate_shard(cfg: DemoConfig, spec: ShardSpec) -> dict:
     """Run the expert until `spec.n_demos` successes (or the attempt budget), write the shard HDF5."""
-    from videopolicy.sim.robosuite.experts import EXPERTS, TASK_INSTRUCTIONS, run_expert_episode
+    import numpy as np
+
     from videopolicy.data.hdf5 import DemoWriter
     from videopolicy.sim.robosuite import env as rse
-
-    import numpy as np
+    from videopolicy.sim.robosuite.experts import EXPERTS, TASK_INSTRUCTIONS, run_expert_episode
 
     t0 = time.time()
     cpu0 = time.process_time()
