@@ -18,7 +18,7 @@ module, at the bottom of the import graph, reads this.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 
 @dataclass(frozen=True)
@@ -80,3 +80,20 @@ ROW_KIND_NAMES: tuple[str, ...] = tuple(ROW_KINDS)
 def row_kind(name: str) -> RowKind:
     """The registered kind `name` (KeyError for an unknown one; configs are validated before this is asked)."""
     return ROW_KINDS[name]
+
+
+#: The axes of the paper's ablation table: a row's MLflow params (so the comparison UI plots them) and
+#: the report's row columns. Here, below both tracking/ and report/, so neither imports the other.
+AXES = ("train_mode", "video_tuning", "task_subset", "video_horizon", "demos_per_task", "suite")
+
+
+def row_axes(cfg: Any) -> dict[str, Any]:
+    """The ablation axes of a row's resolved PlatformConfig."""
+    return {
+        "train_mode": cfg.train.method,
+        "video_tuning": cfg.train.kind.video_tuning,  # how the row kind treats the video U-Net
+        "task_subset": cfg.clips.task_subset,
+        "video_horizon": int(cfg.clips.video_horizon),
+        "demos_per_task": int(cfg.demos.demos_per_task),
+        "suite": cfg.eval.suite,
+    }

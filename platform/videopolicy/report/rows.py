@@ -5,20 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-#: The axes of the paper's ablation table; MLflow params of every row run, so the comparison UI plots them.
-AXES = ("train_mode", "video_tuning", "task_subset", "video_horizon", "demos_per_task", "suite")
+from videopolicy.row_kinds import AXES, row_axes
 
-
-def row_axes(cfg: Any) -> dict[str, Any]:
-    """The ablation axes of a row's resolved PlatformConfig."""
-    return {
-        "train_mode": cfg.train.method,
-        "video_tuning": cfg.train.kind.video_tuning,  # how the row kind treats the video U-Net (row_kinds)
-        "task_subset": cfg.clips.task_subset,
-        "video_horizon": int(cfg.clips.video_horizon),
-        "demos_per_task": int(cfg.demos.demos_per_task),
-        "suite": cfg.eval.suite,
-    }
+__all__ = ["AXES", "RowInfo", "row_axes"]  # the axes are defined with the row kinds (MLflow uses them too)
 
 
 @dataclass(frozen=True)

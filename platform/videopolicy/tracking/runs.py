@@ -144,7 +144,7 @@ class Tracker:
         """A row's run: its ablation axes as params (plus the flattened config under `config.`),
         provenance tags, and the resolved config as `config/resolved_config.json`."""
         from videopolicy.config import to_dict
-        from videopolicy.report.rows import row_axes
+        from videopolicy.row_kinds import row_axes
         from videopolicy.tracking.provenance import provenance_tags
 
         resolved = to_dict(cfg)
