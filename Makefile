@@ -9,7 +9,7 @@ SWEEP ?= sweeps/smoke.yaml
 # CPU build by default; a GPU cluster sets e.g. TORCH_SPEC="torch==2.13.0 --index-url <cuda wheel index>".
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install run test bench clean-store chromium plan nightly stop
+.PHONY: install run test lint bench clean-store chromium plan nightly stop
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,8 +38,12 @@ stop:
 	$(PY) jobs/local_cluster.py stop
 
 # Tests need headless Chromium (the report test) and the LIBERO-10 virtualenv (its suite test).
-test: install chromium sim-libero
+# The linter runs first (seconds): rules in pyproject.toml [tool.ruff].
+test: install chromium sim-libero lint
 	$(PY) -m pytest tests
+
+lint: install
+	$(VENV)/bin/ruff check .
 
 chromium:  # Debian's headless Chromium for tests/test_report.py (~45 s once)
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)

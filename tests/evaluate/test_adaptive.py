@@ -37,10 +37,10 @@ def _null_crossings(decision: str, sequences: int = 2000, n: int = 300, seed: in
     wins, losses = np.cumsum(d > 0, axis=1), np.cumsum(d < 0, axis=1)
     peek = np.zeros(sequences, bool)
     for t in range(9, n, 10):  # exact two-sided McNemar p = min(1, 2 P(Bin(m, 1/2) <= min(w, l)))
-        w, l = wins[:, t], losses[:, t]
-        peek |= np.minimum(1.0, 2 * stats.binom.cdf(np.minimum(w, l), w + l, 0.5)) <= 0.05
-    assert mcnemar_exact(int(w[0]), int(l[0])) == pytest.approx(min(1.0, 2 * stats.binom.cdf(min(w[0], l[0]),
-                                                                                              w[0] + l[0], 0.5)))
+        w, lose = wins[:, t], losses[:, t]
+        peek |= np.minimum(1.0, 2 * stats.binom.cdf(np.minimum(w, lose), w + lose, 0.5)) <= 0.05
+    w0, lose0 = int(w[0]), int(lose[0])
+    assert mcnemar_exact(w0, lose0) == pytest.approx(min(1.0, 2 * stats.binom.cdf(min(w0, lose0), w0 + lose0, 0.5)))
     return int(ever.sum()), int(peek.sum())
 
 

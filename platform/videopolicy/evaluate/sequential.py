@@ -75,7 +75,7 @@ def _log_mix(counts: tuple, factors) -> np.ndarray:
     """log sum_k w_k prod (factor_k,x)^count_x, accumulated bet by bet (memory: one array)."""
     out = None
     for log_w, logs in factors:
-        term = log_w + sum(c * l for c, l in zip(counts, logs))
+        term = log_w + sum(c * lf for c, lf in zip(counts, logs))
         out = term if out is None else np.logaddexp(out, term)
     return out
 

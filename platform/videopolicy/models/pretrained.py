@@ -209,7 +209,7 @@ def _hub_problems(cfg, name: str, source: str) -> list[str]:
     if not isinstance(path, str):
         try:
             path = hf_hub_download(repo, filename, revision=rev, etag_timeout=10)
-        except Exception as e:  # offline, gated (401/403), unknown repo or revision, no such file
+        except Exception as e:  # noqa: BLE001 - offline, gated (401/403), unknown repo or revision, no such file
             return [f"{part.key}: {source}: {filename} is not in this node's Hugging Face cache and could not be "
                     f"fetched ({type(e).__name__}: {str(e).splitlines()[0][:200]}). Fix: on a machine with access run "
                     f"`hf download {repo}{f' --revision {rev}' if rev else ''}` (SVD-XT is gated: accept its licence "

@@ -164,7 +164,7 @@ class Expert:
         try:
             _, base_ori = robot.composite_controller.get_controller_base_pose("right")
             self._base_rot = np.asarray(base_ori, dtype=np.float64).reshape(3, 3)
-        except Exception:  # older/other controller layouts: assume the world frame
+        except Exception:  # noqa: BLE001 - older/other controller layouts: assume the world frame
             self._base_rot = np.eye(3)
         # per-episode style: speed and action noise
         self.speed = float(rng.uniform(0.8, 1.0))
