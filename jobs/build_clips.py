@@ -1,36 +1,47 @@
-"""Build (or reuse) the clip dataset of one sweep row: demos -> per-demo Parquet shards + clip index.
+"""Build (or reuse) the clip dataset of one sweep row: demos -> per-demo frame shards + clip index.
 
     python jobs/build_clips.py --sweep sweeps/smoke.yaml --row half_tasks
     python jobs/build_clips.py --sweep my_files.yaml --skip-bad     # published HDF5 files, skip bad demos
 """
 
-import argparse
 import json
-import logging
 import sys
-
 from pathlib import Path
 
-from videopolicy.config import ConfigError, load_sweep
+from videopolicy import cli
 from videopolicy.data.clips import build_clips
 from videopolicy.data.hdf5 import DemoFile, DemoValidationError, validate_file
 from videopolicy.runtime import init_ray
 
-parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--sweep", default="sweeps/smoke.yaml")
-parser.add_argument("--row", default=None, help="row name (default: the first row)")
-parser.add_argument("--store", default=None)
-parser.add_argument("--skip-bad", action="store_true", help="skip invalid demos (reported) instead of failing")
-args = parser.parse_args()
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-try:
-    sweep = load_sweep(args.sweep)
-    cfg = sweep.row(args.row) if args.row else sweep.rows[0][1]
-except (ConfigError, KeyError) as e:
-    sys.exit(f"error: {e}")
-cfg.demos.skip_bad = cfg.demos.skip_bad or args.skip_bad
-store = args.store or cfg.store
+def parse_args(argv):
+    p = cli.parser(__doc__)
+    cli.add_config_args(p)
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip invalid demos (reported) instead of failing (= --set demos.skip_bad=true)")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cli.setup_logging()
+    # --skip-bad is an override like --set: the config is not changed after validation
+    _, _, cfg = cli.load_row(args, extra={"demos": {"skip_bad": True}} if args.skip_bad else None)
+    store = cli.store_of(args, cfg)
+    try:
+        check_demo_files(cfg)
+    except DemoValidationError as e:
+        return f"error: {e}\n(nothing was started; --skip-bad skips bad demos and records them in the manifest)"
+
+    init_ray(cfg.ray, store)
+    try:
+        ds = build_clips(cfg, store)
+    except DemoValidationError as e:
+        return f"error: {e}"
+    m = ds.manifest
+    print(json.dumps({"path": str(ds.path), "tasks": m["tasks"], "clips": m["clip_counts"], "demos": m["demos"],
+                      "skipped": m["skipped"]}, indent=2))
+    return 0
 
 
 def check_demo_files(cfg) -> None:
@@ -54,16 +65,5 @@ def check_demo_files(cfg) -> None:
         raise DemoValidationError(problems)
 
 
-try:
-    check_demo_files(cfg)
-except DemoValidationError as e:
-    sys.exit(f"error: {e}\n(nothing was started; --skip-bad skips bad demos and records them in the manifest)")
-
-init_ray(cfg.ray, store)
-try:
-    ds = build_clips(cfg, store)
-except DemoValidationError as e:
-    sys.exit(f"error: {e}")
-m = ds.manifest
-print(json.dumps({"path": str(ds.path), "tasks": m["tasks"], "clips": m["clip_counts"], "demos": m["demos"],
-                  "skipped": m["skipped"]}, indent=2))
+if __name__ == "__main__":
+    sys.exit(main())

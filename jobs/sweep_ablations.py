@@ -2,72 +2,109 @@
 
     ray job submit --working-dir . -- python jobs/sweep_ablations.py --sweep sweeps/smoke.yaml
     python jobs/sweep_ablations.py --sweep sweeps/robocasa_paper.yaml --plan    # the DAG and its cost, no run
-    python jobs/sweep_ablations.py                                           # smoke sweep on a local Ray
+    python jobs/sweep_ablations.py --set train.stage2.steps=20                 # smoke sweep, an override, local Ray
 
 Rows become content-addressed stages; identical stages run once; finished stages, training steps
 (checkpoints) and evaluation episodes (ledger) are never redone when the same command runs again.
 Exits non-zero when any row failed; the other rows still finish.
 """
 
-import argparse
 import json
-import logging
 import os
 import sys
 import time
-from pathlib import Path
 
-from videopolicy.config import ConfigError, load_sweep, to_dict
+from videopolicy import cli
+from videopolicy.config import ConfigError, to_dict
 from videopolicy.store import stable_hash
 from videopolicy.sweep.plan import build_plan
 
-parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--sweep", default="sweeps/smoke.yaml", help="sweep YAML (base config + named rows)")
-parser.add_argument("--store", default=None, help="stage output root (default: the sweep's base.store)")
-parser.add_argument("--rows", nargs="*", default=None, help="run only these rows")
-parser.add_argument("--plan", action="store_true", help="print the stage DAG, what exists and its cost; run nothing")
-parser.add_argument("--reference", default=None, help="row the paired deltas compare against (default: the first)")
-parser.add_argument("--max-concurrent", type=int, default=1, help="stages running at once (1 on small boxes)")
-parser.add_argument("--run-id", default=None,
-                    help="this sweep instance's name in MLflow; the same id re-attaches (default: name + config hash)")
-parser.add_argument("--skip-bad", action="store_true", help="skip invalid demos (reported) instead of failing")
-args = parser.parse_args()
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-# 1. Validate everything and plan before any cluster resources are spent.
-try:
-    sweep = load_sweep(args.sweep, check_files=not args.plan)
-    names = [n for n, _ in sweep.rows]
-    if args.rows and set(args.rows) - set(names):
-        raise ConfigError([f"--rows: unknown rows {sorted(set(args.rows) - set(names))}; the sweep has {names}"])
-    for _, cfg in sweep.rows:
-        cfg.demos.skip_bad = cfg.demos.skip_bad or args.skip_bad
-    store = str(Path(args.store or sweep.base.store).expanduser().resolve())
-    plan = build_plan(sweep, store, args.rows)
-    if not args.plan:  # pretrained sources exist (local layout, node cache or hub) before Ray starts
-        from videopolicy.models.pretrained import rows_problems
+def parse_args(argv):
+    p = cli.parser(__doc__)
+    cli.add_config_args(p, row=False)
+    p.add_argument("--rows", nargs="*", default=None, help="run only these rows")
+    p.add_argument("--plan", action="store_true", help="print the stage DAG, what exists and its cost; run nothing")
+    p.add_argument("--reference", default=None, help="row the paired deltas compare against (default: the first)")
+    p.add_argument("--max-concurrent", type=int, default=1, help="stages running at once (1 on small boxes)")
+    p.add_argument("--run-id", default=None,
+                   help="this sweep instance's name in MLflow; the same id re-attaches (default: name + config hash)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip invalid demos (reported) instead of failing (= --set demos.skip_bad=true)")
+    return p.parse_args(argv)
 
-        missing = rows_problems([(r.name, r.cfg) for r in plan.rows])
-        if missing:
-            raise ConfigError(missing, args.sweep)
-except ConfigError as e:
-    sys.exit(f"error: {e}")
-rows = [r.name for r in plan.rows]
-if sweep.implicit_base_row:
-    print(f"{args.sweep}: no `rows` in the file: its base config runs as one row named 'base'", flush=True)
-reference = args.reference or rows[0]
-if reference not in rows:
-    sys.exit(f"error: --reference {reference!r} is not among the rows {rows}")
-sweep_id = args.run_id or f"{sweep.name}-{stable_hash([to_dict(c) for _, c in sweep.rows])[:8]}"
 
-from videopolicy.sweep.report import print_plan  # noqa: E402
+def main(argv=None):
+    args = parse_args(argv)
+    cli.setup_logging()
 
-if args.plan:
-    print_plan(plan)
-    # --plan does not require the demo files (a plan may be made away from the data), but says which are
-    # missing here: a run on this machine would stop at once on them
+    # 1. Validate everything and plan before any cluster resources are spent. --skip-bad is an override
+    # like --set (the configs are not changed after validation; demos.skip_bad is part of the data keys).
+    skip_bad = {"demos": {"skip_bad": True}} if args.skip_bad else None
+    sweep = cli.load_sweep_args(args, check_files=not args.plan, extra=skip_bad)
+    try:
+        names = [n for n, _ in sweep.rows]
+        if args.rows and set(args.rows) - set(names):
+            raise ConfigError([f"--rows: unknown rows {sorted(set(args.rows) - set(names))}; the sweep has {names}"])
+        store = cli.store_of(args, sweep.base)
+        plan = build_plan(sweep, store, args.rows)
+        if not args.plan:  # pretrained sources exist (local layout, node cache or hub) before Ray starts
+            from videopolicy.models.pretrained import rows_problems
+
+            missing = rows_problems([(r.name, r.cfg) for r in plan.rows])
+            if missing:
+                raise ConfigError(missing, args.sweep)
+    except ConfigError as e:
+        return f"error: {e}"
+    rows = [r.name for r in plan.rows]
+    if sweep.implicit_base_row:
+        print(f"{args.sweep}: no `rows` in the file: its base config runs as one row named 'base'", flush=True)
+    reference = args.reference or rows[0]
+    if reference not in rows:
+        return f"error: --reference {reference!r} is not among the rows {rows}"
+    if args.plan:
+        print_plan(plan, args, rows)
+        return 0
+
+    # 2. Tracking (the given MLflow server, or the store's local one) and Ray (the job's cluster, or a local one).
+    from videopolicy.runtime import init_ray
+    from videopolicy.tracking import Tracker, provenance_tags
+
+    sweep_id = args.run_id or f"{sweep.name}-{stable_hash([to_dict(c) for _, c in sweep.rows])[:8]}"
+    tracker = Tracker(store, sweep=sweep_id, experiment=sweep.name, uri=os.environ.get("MLFLOW_TRACKING_URI"))
+    tracker.start(tracker.sweep_run(), tags={**provenance_tags(sweep.base.eval.suite),
+                                             "videopolicy.sweep_file": args.sweep},
+                  params={"rows": ",".join(rows), "reference_row": reference})
+    for row in plan.rows:
+        tracker.start_row(row.name, row.cfg, extra_params={"stages": ",".join(row.stages.values())})
+    init_ray(sweep.base.ray, store)
+    print(f"sweep {sweep_id}: {len(rows)} rows, {len(plan.nodes)} stages, store {store}, MLflow {tracker.uri}",
+          flush=True)
+
+    # 3. Run every missing stage.
+    from videopolicy.sweep.execute import Executor, row_results
+
+    t0 = time.time()
+    outcomes = Executor(plan, tracker, args.max_concurrent).run()
+
+    # 4. Results: per-row MLflow logging, the ablation table, the report.
+    from videopolicy.sweep.report import finish_sweep
+
+    summary = finish_sweep(plan, outcomes, row_results(plan), tracker, reference, sweep_id, time.time() - t0)
+    print(json.dumps({"report": summary["report"], "mlflow": tracker.uri}, indent=1))
+    if summary["failed_rows"]:
+        return f"error: rows failed: {summary['failed_rows']} (finished stages are kept; run the same command to retry)"
+    return 0
+
+
+def print_plan(plan, args, rows) -> None:
+    """The plan and its cost; the demo files missing here. A plan may be made away from the data, so it does
+    not require them, but says which are missing: a run on this machine would stop at once on them."""
+    from videopolicy.sweep.report import print_plan as print_stages
+
+    print_stages(plan)
     missing: dict[str, list[str]] = {}
-    for name, cfg in sweep.rows:
+    for name, cfg in plan.sweep.rows:
         if args.rows and name not in args.rows:
             continue
         for problem in cfg.demos.missing_files():
@@ -77,30 +114,7 @@ if args.plan:
               f"{args.sweep}, or run where the files are:")
         for problem, names in missing.items():
             print(f"  - demos.{problem} ({'all rows' if names == rows else 'rows: ' + ', '.join(names)})")
-    sys.exit(0)
 
-# 2. Tracking (the given MLflow server, or the store's local one) and Ray (the job's cluster, or a local one).
-from videopolicy.runtime import init_ray  # noqa: E402
-from videopolicy.tracking import Tracker, provenance_tags  # noqa: E402
 
-tracker = Tracker(store, sweep=sweep_id, experiment=sweep.name, uri=os.environ.get("MLFLOW_TRACKING_URI"))
-tracker.start(tracker.sweep_run(), tags={**provenance_tags(sweep.base.eval.suite), "videopolicy.sweep_file": args.sweep},
-              params={"rows": ",".join(rows), "reference_row": reference})
-for row in plan.rows:
-    tracker.start_row(row.name, row.cfg, extra_params={"stages": ",".join(row.stages.values())})
-init_ray(sweep.base.ray, store)
-print(f"sweep {sweep_id}: {len(rows)} rows, {len(plan.nodes)} stages, store {store}, MLflow {tracker.uri}", flush=True)
-
-# 3. Run every missing stage.
-from videopolicy.sweep.execute import Executor, row_results  # noqa: E402
-
-t0 = time.time()
-outcomes = Executor(plan, tracker, args.max_concurrent).run()
-
-# 4. Results: per-row MLflow logging, the ablation table, the report.
-from videopolicy.sweep.report import finish_sweep  # noqa: E402
-
-summary = finish_sweep(plan, outcomes, row_results(plan), tracker, reference, sweep_id, time.time() - t0)
-print(json.dumps({"report": summary["report"], "mlflow": tracker.uri}, indent=1))
-if summary["failed_rows"]:
-    sys.exit(f"error: rows failed: {summary['failed_rows']} (finished stages are kept; run the same command to retry)")
+if __name__ == "__main__":
+    sys.exit(main())

@@ -592,11 +592,12 @@ def _validate_tree(obj, path: str, errors: list[str]) -> None:
         errors.extend(f"{path}.{e}" if path else e for e in validate())
 
 
-def _merge(base: dict, override: dict) -> dict:
+def merge_overrides(base: dict, override: dict) -> dict:
+    """`base` (config data, nested) with `override` merged in, key by key (a row's or --set's overrides)."""
     out = dict(base)
     for k, v in override.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
+            out[k] = merge_overrides(out[k], v)
         else:
             out[k] = v
     return out
@@ -667,15 +668,27 @@ def load_config(path: str | Path, overrides: dict | None = None) -> PlatformConf
     data = load_yaml(path)
     if "base" in data:
         data = data["base"] or {}
-    return config_from_dict(_merge(data, overrides or {}), str(path))
+    return config_from_dict(merge_overrides(data, overrides or {}), str(path))
 
 
-def load_sweep(path: str | Path, check_files: bool = True) -> SweepConfig:
+def check_overrides(overrides: dict, prefix: str = "") -> None:
+    """Raise ConfigError when `overrides` (nested, as a config file's) name unknown keys or hold values of
+    the wrong type, each error with its key path (after `prefix`) and the nearest valid name. Values are
+    checked as a whole with the config they go into (load_sweep / load_config)."""
+    errors: list[str] = []
+    _build(PlatformConfig, overrides, "", errors)
+    if errors:
+        raise ConfigError([f"{prefix}{e}" for e in errors])
+
+
+def load_sweep(path: str | Path, check_files: bool = True, overrides: dict | None = None) -> SweepConfig:
     """Load and validate a sweep file: every row's resolved config, all errors at once.
 
     A file without `rows` is a plain config: its base runs as one row named "base" (implicit_base_row;
     the sweep driver prints this). `rows: []` is refused.
-    check_files=False skips the existence of demo files (planning a sweep whose data is elsewhere)."""
+    check_files=False skips the existence of demo files (planning a sweep whose data is elsewhere).
+    overrides (nested, e.g. from the command line's --set) apply to the base and, after a row's own
+    overrides, to every row."""
     data = load_yaml(path)
     errors: list[str] = []
     allowed = {"name", "base", "rows", "description"}
@@ -683,7 +696,7 @@ def load_sweep(path: str | Path, check_files: bool = True) -> SweepConfig:
         if key not in allowed:
             errors.append(f"{key}: unknown top-level key{_hint(key, allowed)}; valid keys: {sorted(allowed)}")
     base_data = data.get("base") or {}
-    base = _config_or_errors(base_data, "base", errors, check_files)
+    base = _config_or_errors(merge_overrides(base_data, overrides or {}), "base", errors, check_files)
     rows: list[tuple[str, PlatformConfig]] = []
     seen: set[str] = set()
     if "rows" not in data:  # a plain config file: its base is the one row, named "base" (README; the driver says so)
@@ -705,7 +718,8 @@ def load_sweep(path: str | Path, check_files: bool = True) -> SweepConfig:
         elif row.name in seen:
             errors.append(f"rows[{i}].name: duplicate row name {row.name!r}")
         seen.add(row.name)
-        cfg = _config_or_errors(_merge(base_data, row.overrides), f"rows[{i}]({row.name})", errors, check_files)
+        row_data = merge_overrides(merge_overrides(base_data, row.overrides), overrides or {})
+        cfg = _config_or_errors(row_data, f"rows[{i}]({row.name})", errors, check_files)
         rows.append((row.name, cfg))
     if errors:
         raise ConfigError(errors, str(path))
