@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from videopolicy.sim.bridge.client import REPO_ROOT, BridgeEnv
-from videopolicy.sim.suites.base import Suite
+from videopolicy.sim.suites.base import EpisodeSpec, Suite
 
 
 class BridgedSuite(Suite):
@@ -30,6 +30,7 @@ class BridgedSuite(Suite):
     required: tuple[str, ...] = ()  # distributions that must be installed
     cameras: tuple[str, ...] = ()
     env_options: dict[str, Any] = {}
+    horizons: dict[str, int] = {}  # task -> step limit where the benchmark sets one per task (else the protocol's)
 
     def __init__(self, cfg=None):
         self.cfg = cfg
@@ -41,6 +42,20 @@ class BridgedSuite(Suite):
         if msg:
             raise RuntimeError(msg)
         return BridgeEnv(self.python, self.name, task, cameras=self.cameras, options=dict(self.env_options))
+
+    def step_limit(self, task: str) -> int:
+        if not self.horizons:
+            return super().step_limit(task)
+        self.instruction(task)  # unknown tasks fail here, with the known ones named
+        return self.horizons[task]
+
+    def episode_slot(self, i: int) -> tuple[str, int]:
+        """(scene, index within that scene) of a task's i-th episode, as the protocol declares it."""
+        return "default", i
+
+    def episodes(self, task: str, n: int, eval_seed: int) -> list[EpisodeSpec]:
+        self.instruction(task)
+        return [EpisodeSpec.make(self.name, task, *self.episode_slot(i), eval_seed) for i in range(n)]
 
     def unavailable(self) -> Optional[str]:
         return unavailable_message(self.name, self.python, self.dists, self.build, self.python_var, self.venv_var,

@@ -31,7 +31,7 @@ import numpy as np
 
 from videopolicy.sim.bridge.backend import Backend, RequestError, sim_unstable
 from videopolicy.sim.bridge.suite import BridgedSuite, sim_version
-from videopolicy.sim.suites.base import EpisodeSpec, Protocol
+from videopolicy.sim.suites.base import Protocol
 
 PYTHON_VAR = "VIDEOPOLICY_LIBERO_PYTHON"  # path of the LIBERO interpreter, or
 VENV_VAR = "VIDEOPOLICY_LIBERO_VENV"  # path of the LIBERO venv (default <repo>/.venv-libero)
@@ -117,10 +117,8 @@ class Libero10Suite(BridgedSuite):
             raise KeyError(f"unknown LIBERO-10 task {task!r}")
         return INSTRUCTIONS[task]
 
-    def episodes(self, task: str, n: int, eval_seed: int) -> list[EpisodeSpec]:
-        self.instruction(task)
-        return [EpisodeSpec.make(self.name, task, scene_id(i % INIT_STATES_PER_TASK), i // INIT_STATES_PER_TASK, eval_seed)
-                for i in range(n)]
+    def episode_slot(self, i: int) -> tuple[str, int]:
+        return scene_id(i % INIT_STATES_PER_TASK), i // INIT_STATES_PER_TASK
 
 
 class LiberoBackend(Backend):

@@ -28,7 +28,7 @@ import numpy as np
 
 from videopolicy.sim.bridge.backend import Backend, RequestError, sim_unstable
 from videopolicy.sim.bridge.suite import BridgedSuite, sim_version
-from videopolicy.sim.suites.base import EpisodeSpec, Protocol
+from videopolicy.sim.suites.base import Protocol
 
 PYTHON_VAR = "VIDEOPOLICY_MIMICGEN_PYTHON"
 VENV_VAR = "VIDEOPOLICY_MIMICGEN_VENV"
@@ -80,6 +80,7 @@ class MimicgenSuite(BridgedSuite):
     required = ("mimicgen", "robosuite", "robomimic")
     cameras = CAMERAS
     env_options = {"image_size": IMAGE_SIZE}
+    horizons = HORIZONS
 
     def protocol(self) -> Protocol:
         return Protocol(
@@ -102,18 +103,11 @@ class MimicgenSuite(BridgedSuite):
             ),
         )
 
-    def step_limit(self, task: str) -> int:
-        self.instruction(task)
-        return HORIZONS[task]
-
     def instruction(self, task: str) -> str:
         if task not in HORIZONS:
             raise KeyError(f"unknown MimicGen task {task!r}; known: {', '.join(HORIZONS)}")
         return _FAMILY_INSTRUCTIONS[task.rsplit("_", 1)[0]]
 
-    def episodes(self, task: str, n: int, eval_seed: int) -> list[EpisodeSpec]:
-        self.instruction(task)
-        return [EpisodeSpec.make(self.name, task, "default", i, eval_seed) for i in range(n)]
 
 
 class MimicgenBackend(Backend):

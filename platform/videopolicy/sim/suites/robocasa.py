@@ -39,7 +39,7 @@ import numpy as np
 
 from videopolicy.sim.bridge.backend import Backend, RequestError, sim_unstable
 from videopolicy.sim.bridge.suite import BridgedSuite, sim_version
-from videopolicy.sim.suites.base import EpisodeSpec, Protocol
+from videopolicy.sim.suites.base import Protocol
 
 PYTHON_VAR = "VIDEOPOLICY_ROBOCASA_PYTHON"
 VENV_VAR = "VIDEOPOLICY_ROBOCASA_VENV"
@@ -126,6 +126,7 @@ class RobocasaSuite(BridgedSuite):
     cameras = CAMERAS
     action_suffix = ACTION_PAD
     env_options = {"image_size": IMAGE_SIZE, "obj_instance_split": OBJ_INSTANCE_SPLIT}
+    horizons = HORIZONS
 
     def protocol(self) -> Protocol:
         return Protocol(
@@ -153,19 +154,13 @@ class RobocasaSuite(BridgedSuite):
             ),
         )
 
-    def step_limit(self, task: str) -> int:
-        self.instruction(task)
-        return HORIZONS[task]
-
     def instruction(self, task: str) -> str:
         if task not in INSTRUCTIONS:
             raise KeyError(f"unknown RoboCasa task {task!r}; the paper's 24: {', '.join(TASKS)}")
         return INSTRUCTIONS[task]
 
-    def episodes(self, task: str, n: int, eval_seed: int) -> list[EpisodeSpec]:
-        self.instruction(task)
-        return [EpisodeSpec.make(self.name, task, scene_id(*SCENES[i % len(SCENES)]), i // len(SCENES), eval_seed)
-                for i in range(n)]
+    def episode_slot(self, i: int) -> tuple[str, int]:
+        return scene_id(*SCENES[i % len(SCENES)]), i // len(SCENES)
 
 
 class RobocasaBackend(Backend):
