@@ -31,7 +31,7 @@ SWEEP = {
 }
 
 
-def test_expert_against_random_stops_early_in_a_sweep(ray_cluster, tmp_path):
+def test_expert_against_random_stops_early_in_a_sweep(ray_cluster, tmp_path, capsys):
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(SWEEP))
     plan = build_plan(load_sweep(path), str(tmp_path / "store"))
@@ -39,6 +39,9 @@ def test_expert_against_random_stops_early_in_a_sweep(ray_cluster, tmp_path):
     assert expert_eval.reference == plan.row("random").stages["eval"]  # waits for the reference's outcomes
     outcomes = Executor(plan).run()
     assert all(o.status == "done" for o in outcomes.values()), outcomes
+    progress = [line for line in capsys.readouterr().out.splitlines() if line.startswith("stage ")]
+    assert progress[0].startswith(f"stage 1/2: eval {plan.nodes[plan.row('random').stages['eval']].key} rows random")
+    assert progress[-1].startswith(f"stage 2/2: {expert_eval.id} done in ")  # the adaptive row after its reference
     results = row_results(plan)
     rnd = results[results.row == "random"]
     assert len(rnd) == 8 and (rnd.status == "done").all() and rnd.success.sum() == 0

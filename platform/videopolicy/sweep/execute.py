@@ -44,6 +44,8 @@ class Executor:
     max_concurrent: int = 1
     outcomes: dict[str, StageOutcome] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _todo: int = 0  # stages to run (not found complete), for the "stage i/n" progress lines
+    _started: int = 0
 
     # ------------------------------------------------------------------ scheduling
     def run(self) -> dict[str, StageOutcome]:
@@ -51,6 +53,8 @@ class Executor:
         for sid in nodes:
             if self.plan.done(sid):
                 self.outcomes[sid] = StageOutcome(sid, "reused")
+        self._todo = len(nodes) - len(self.outcomes)
+        print(f"{len(nodes)} stages: {len(self.outcomes)} found complete, {self._todo} to run", flush=True)
         running: dict[Future, str] = {}
         with ThreadPoolExecutor(max_workers=self.max_concurrent, thread_name_prefix="stage") as pool:
             while True:
@@ -73,7 +77,10 @@ class Executor:
 
     def _run_stage(self, node: Stage) -> StageOutcome:
         t0 = time.time()
-        log.info("stage %s (%s) for rows %s: start", node.id, node.label, node.rows)
+        with self._lock:
+            self._started += 1
+            step = f"stage {self._started}/{self._todo}"
+        print(f"{step}: {node.kind} {node.key} rows {','.join(node.rows)} ({node.label})", flush=True)
         ref = self._track_start(node)
         out = self.plan.stage_dir(node)
         try:
@@ -83,9 +90,10 @@ class Executor:
         except Exception as e:  # noqa: BLE001 - one stage's failure must not stop the other rows
             log.error("stage %s failed: %s\n%s", node.id, e, traceback.format_exc())
             self._track_end(ref, "FAILED", {"error": str(e)[:500]})
+            print(f"{step}: {node.id} FAILED after {time.time() - t0:.0f}s: {type(e).__name__}: {e}"[:2000], flush=True)
             return StageOutcome(node.id, "failed", time.time() - t0, f"{type(e).__name__}: {e}")
         self._track_end(ref, "FINISHED", {})
-        log.info("stage %s done in %.0fs", node.id, time.time() - t0)
+        print(f"{step}: {node.id} done in {time.time() - t0:.0f}s", flush=True)
         return StageOutcome(node.id, "done", time.time() - t0)
 
     # ------------------------------------------------------------------ tracking
