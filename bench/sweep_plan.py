@@ -36,7 +36,7 @@ for name in ("robocasa_paper", "horizon", "libero10_paper"):
     alone = sum(len(_closure(plan, r.stages.values())) for r in plan.rows)  # every row with all its inputs
     by_kind: dict = defaultdict(float)
     for sid, h in cost.per_stage.items():
-        by_kind[sid.split("/")[0]] += h
+        by_kind[plan.nodes[sid].kind] += h
     results["plans"][name] = {"rows": len(plan.rows), "stages": len(plan.nodes), "stages_alone": alone,
                               "a100_h_planned": cost.planned, "a100_h_alone": cost.separately,
                               "ratio": cost.saving, "a100_h_by_kind": dict(by_kind)}

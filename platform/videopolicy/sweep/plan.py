@@ -38,10 +38,6 @@ class RowPlan:
     cfg: PlatformConfig
     stages: dict[str, str]  # kind -> stage id, for the kinds this row uses
 
-    @property
-    def policy_stage(self) -> Optional[str]:
-        return self.stages.get("stage2")
-
 
 @dataclass
 class Plan:
