@@ -189,12 +189,12 @@ class Tracker:
 
     def flush(self, restart_server: bool = False) -> FlushResult:
         """Replay everything queued (this process's and earlier ones'); safe to call any time. Training
-        runs' metric queues of this store (train_metrics.py) that go to this server are replayed too.
+        runs' metric queues of this store (train_queues.py) that go to this server are replayed too.
 
         restart_server: when the store's local server (one this platform manages) is dead, start
         it again first; e.g. at the end of a sweep, so nothing stays queued.
         """
-        from videopolicy.tracking.train_metrics import drain_all
+        from videopolicy.tracking.train_queues import drain_all
 
         if restart_server and self.managed and not self._server_up():
             local_server(self.store)
@@ -206,7 +206,7 @@ class Tracker:
 
     def pending(self) -> int:
         """Operations still queued: this store's outbox and the training metric queues this tracker delivers."""
-        from videopolicy.tracking.train_metrics import pending_for
+        from videopolicy.tracking.train_queues import pending_for
 
         return len(self.outbox.pending()) + pending_for(self.store, self)
 
