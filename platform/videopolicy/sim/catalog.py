@@ -1,8 +1,9 @@
 """Static facts about the suites that config validation needs before any simulator is imported.
 
 Importing robosuite costs ~0.2 GB and seconds; validation must be instant and must run before Ray
-starts, so the camera lists live here as data. `tests/test_catalog.py` checks them against real
-environments, so this table cannot drift from robosuite silently.
+starts, so the camera lists live here as data. `tests/test_experts.py` checks them against the
+cameras of real environments (``test_expert_succeeds_and_its_actions_replay``), so this table cannot
+drift from robosuite silently.
 """
 
 from __future__ import annotations
