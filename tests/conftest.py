@@ -1,7 +1,7 @@
 """Shared fixtures. One real local Ray cluster per test session (starting one costs ~8 s).
 
 The cluster gets 4 logical CPUs on the 2-core CI box: Ray Data next to other Ray work starves and
-hangs with only a warning when CPUs are exactly booked (ray-mlflow.md), oversubscription avoids it.
+hangs with only a warning when CPUs are exactly booked (measured); oversubscription avoids it.
 """
 
 import os

@@ -5,7 +5,7 @@ Real Ray, a real MLflow server, traffic on loopback only:
   process of it, the Ray client server included; it registers as 127.0.0.1;
 - token auth: the store's token file is 0600; the Jobs API answers 401 without it; a driver with a wrong
   token or none is refused; the job submitted with it runs a Ray Data pipeline (the auth-mismatch
-  hang of ray-mlflow.md would show here) on node 127.0.0.1;
+  hang described in videopolicy/ray_auth.py would show here) on node 127.0.0.1;
 - the dashboard and the MLflow server bind 127.0.0.1;
 - the `ray.init()` auto-start (runtime.init_ray) is loopback-only with token auth too, even when `ray`
   was imported before.

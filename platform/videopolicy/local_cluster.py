@@ -154,7 +154,7 @@ class LocalHead:
                f"--runtime-env-agent-port={self.runtime_env_agent_port}", f"--metrics-export-port={free_port()}",
                f"--ray-client-server-port={self.client_server_port}"]
         # Logical oversubscription by default: with CPUs booked exactly, Ray Data starves beside a
-        # TorchTrainer or a rollout pool and hangs with only a warning (ray-mlflow.md, finding 2).
+        # TorchTrainer or a rollout pool and hangs with only a warning (measured on the 2-core box).
         cmd.append(f"--num-cpus={self.num_cpus or max(4, os.cpu_count() or 1)}")
         return cmd
 

@@ -15,7 +15,7 @@ can run code on the cluster (CVE-2023-48022). So every cluster we start ourselve
   32 random bytes as hex, one per store, created on first use with mode 0600 (a group- or
   world-readable token is refused). The head's processes, its jobs and their workers inherit both
   variables; the job runtime env repeats them, and clients send the token as a header. A token-auth
-  mismatch between processes hangs Ray Data with no error (ray-mlflow.md, finding 1). To avoid it,
+  mismatch between processes hangs Ray Data with no error (measured with Ray 2.60). To avoid it,
   the mode is decided here and recorded with the head, never per process.
 
 cluster.yaml uses the same two variables (RAY_AUTH_MODE=token, RAY_AUTH_TOKEN_PATH) on every node;

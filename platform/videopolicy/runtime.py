@@ -1,6 +1,6 @@
 """Process-level setup shared by every job: Ray connection, auth mode and headless-GL environment.
 
-Two traps measured on this project's machines (see ../shared/reference/ray-mlflow.md):
+Two traps measured on this project's machines (Ray 2.60):
 - a token-auth mismatch between a head and a driver makes every Ray Data pipeline hang forever with
   no error, so RAY_AUTH_MODE is set explicitly in every process we start, including workers;
 - plain `ray.init()` does not attach to a head started with a custom --temp-dir, so a job joins the

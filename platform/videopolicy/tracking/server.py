@@ -2,7 +2,7 @@
 
 A local server is started once per store and shared by every driver that uses that store:
 `<store>/mlflow/server.json` records its PID, port and URL; a second driver finds it alive and healthy
-and re-uses it. Lean settings (ray-mlflow.md section 7): one uvicorn worker and job execution off,
+and re-uses it. Lean settings (measured): one uvicorn worker and job execution off,
 two processes and about 0.5 GB instead of 15 processes and 2-3 GB. It binds 127.0.0.1 on a free port
 and runs in its own session (process group), so stopping it signals exactly the group we started,
 after checking that the PID still belongs to our server (PID reuse).
