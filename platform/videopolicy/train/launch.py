@@ -104,7 +104,7 @@ def check_run(cfg, stage: str, init_from: Optional[str]) -> None:
     method, kind = cfg.train.method, cfg.train.kind
     with_stage1 = " or ".join(k.name for k in ROW_KINDS.values() if k.has_stage1)
     if stage not in kind.train_stages:
-        raise TrainSetupError(f"train.method {method!r} has no {stage}" + (
+        raise TrainSetupError(f"train.method {method!r} has no stage {stage[-1]}" + (
             f" (only {with_stage1} fine-tunes the video model first)" if stage == "stage1" else
             " (a sanity row trains nothing)"))
     if stage == "stage2" and kind.has_stage1 and not init_from:
