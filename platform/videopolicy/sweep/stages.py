@@ -15,6 +15,9 @@ The planner (plan.py) builds these objects, the executor (execute.py) calls `run
     stage.run(ctx) -> manifest             writes into ctx.out (this stage's directory)
     stage.cost() -> FLOPs                  estimated compute (no weights, no GPU)
 
+`run` imports its stage's machinery (clips, Ray Train, the evaluation runner) when it runs, so that
+building and printing a plan imports none of it: no torch, no Ray.
+
 One key per stage, with one exception explained: the data stage's key is a *plan* key (the demo and
 clip config), while the clip dataset it points to (`clips/<clip_key>`, data/clips.py) is keyed by the
 demos' *contents* (file digests, the demos that passed validation), which a plan cannot know without
