@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from videopolicy.models import multiview
@@ -102,3 +104,19 @@ def test_horizon_zero_model_trains_in_stage2():
     out = model({"frames": data["frames"], "actions": data["actions"], "text_emb": torch.zeros(2, 64)}, "stage2")
     out.loss.backward()
     assert cfg.num_video_frames == 4 and torch.isfinite(out.loss)
+
+
+def test_random_vae_is_calibrated_like_a_trained_one():
+    """tiny: latents at SVD's scale (std ~1/0.18215 on images, not only on the noise it is calibrated on)
+    with a narrow posterior; with latent_std 0 the init is left as it is (std ~0.25, posterior std ~1)."""
+    cfg = tiny_config(image_size=64)
+    y, x = torch.meshgrid(torch.linspace(-1, 1, 64), torch.linspace(-1, 1, 64), indexing="ij")
+    scene = torch.stack([x, y, x * y]).expand(6, 3, 64, 64).clone()  # smooth gradients, then blocks
+    for i in range(6):
+        scene[i, :, 8 * i:8 * i + 12, 10 + 6 * i:24 + 6 * i] = torch.tensor([0.9, -0.8, -0.9])[:, None, None]
+    with torch.no_grad():
+        dist = build_vae(cfg).encode(scene).latent_dist
+        raw = build_vae(dataclasses.replace(cfg, vae=dataclasses.replace(cfg.vae, latent_std=0.0))).encode(scene)
+    assert 3.5 < float(dist.mean.std()) < 8.0, float(dist.mean.std())
+    assert float(dist.std.max()) < 0.2
+    assert float(raw.latent_dist.mean.std()) < 1.0 and float(raw.latent_dist.std.mean()) > 0.3

@@ -8,6 +8,7 @@ the frame plus ``cond_aug`` pixel noise and stay **unscaled**; video targets are
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -34,7 +35,35 @@ def build_vae(cfg: ModelConfig) -> AutoencoderKLTemporalDecoder:
                 down_block_types=("DownEncoderBlock2D",) * n, block_out_channels=tuple(v.block_out_channels),
                 layers_per_block=v.layers_per_block, latent_channels=v.latent_channels,
                 scaling_factor=v.scaling_factor)
+            if v.latent_std:
+                calibrate_latent_std(vae, v.latent_std, cfg.image_size)
     return vae.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def calibrate_latent_std(vae: AutoencoderKLTemporalDecoder, target: float, image_size: int,
+                         posterior_std: float = 0.02) -> float:
+    """Make a random encoder's posterior look like a trained one's; returns the gain k on its mean.
+
+    Mean: scaled so the latents have std `target`, measured on a fixed batch of uniform-noise images
+    (the encoder's last GroupNorm makes the output scale a property of the weights, not of the images:
+    measured on Lift frames, 5.52 for a target of 5.49). Posterior std: a random encoder's log-variance
+    is init noise (std ~1, as large as the image content), so sampled targets would be mostly noise; it
+    is set to a constant `posterior_std` x `target` instead, narrow as a trained VAE's. The decoder is
+    left as it is: nothing trains it, and only `decode_video` (logging) uses it.
+    """
+    from torch._subclasses.fake_tensor import is_fake
+
+    if is_fake(vae.quant_conv.weight):  # a shape-only model (FLOP counts): no values to calibrate
+        return 1.0
+    pixels = torch.rand(8, 3, image_size, image_size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    k = target / float(vae.encode(pixels).latent_dist.mean.std())
+    conv, c = vae.quant_conv, vae.quant_conv.out_channels // 2  # output rows: C means, then C log-variances
+    conv.weight[:c] *= k
+    conv.bias[:c] *= k
+    conv.weight[c:] = 0.0
+    conv.bias[c:] = 2 * math.log(posterior_std * target)
+    return k
 
 
 def to_pixels(frames: torch.Tensor) -> torch.Tensor:
