@@ -114,6 +114,12 @@ class VAEConfig:
     scaling_factor: float = 0.18215  # applied to video targets only; conditioning latents stay unscaled
     cond_aug: float = 0.02  # pixel noise on the conditioning frame before encoding (SVD convention)
     encode_chunk: int = 16  # frames per VAE call, bounds memory
+    # Random init only: rescale the encoder's output so latents have this std, as SVD's trained VAE's do
+    # (~1 / scaling_factor = 5.5), with a narrow posterior (2% of it). A random encoder's latents come out
+    # at std ~0.25 whatever the image (GroupNorm precedes its last conv) with a posterior std ~1: the
+    # concat conditioning drowns in the U-Net's unit-variance noise input and the sampled targets are
+    # mostly noise (vae.calibrate_latent_std). None: the preset's; 0: leave the init as it is.
+    latent_std: Optional[float] = None
     pretrained: Optional[str] = None
     pretrained_subfolder: Optional[str] = "vae"
 
@@ -131,6 +137,8 @@ class VAEConfig:
             errs.append("cond_aug: must be >= 0")
         if self.encode_chunk <= 0:
             errs.append("encode_chunk: must be > 0")
+        if self.latent_std is not None and self.latent_std < 0:
+            errs.append("latent_std: must be >= 0 (0 leaves a random VAE's scale as initialised)")
         return errs
 
     @property
@@ -283,6 +291,11 @@ class EDMConfig:
     p_std: float = 1.6
     action_sigma: Literal["tied", "independent"] = "tied"  # tied: action sigma = the clip's video sigma
     feature_sigma: Optional[float] = None  # decoupled ablation: fixed video sigma in stage 2
+    # Decoupled ablation: the action sigma's own lognormal (None: the video's p_mean / p_std). Actions in
+    # [-1, 1] learn best at EDM's (-1.2, 1.2); the video's (1.0, 1.6) spends most steps where the
+    # observation barely matters (the DP-ResNet baseline's reason for its own schedule).
+    action_p_mean: Optional[float] = None
+    action_p_std: Optional[float] = None
     cond_dropout: float = 0.1  # per frame, text and concat latents dropped independently (for CFG), as the authors
 
     def validate(self) -> list[str]:
@@ -291,6 +304,11 @@ class EDMConfig:
             errs.append("p_std: must be > 0")
         if self.feature_sigma is not None and self.feature_sigma <= 0:
             errs.append("feature_sigma: must be > 0")
+        if self.action_p_std is not None and self.action_p_std <= 0:
+            errs.append("action_p_std: must be > 0")
+        if (self.action_p_mean is not None or self.action_p_std is not None) and self.action_sigma == "tied":
+            errs.append("action_p_mean/action_p_std: need action_sigma: independent (tied: the action sigma is "
+                        "the clip's video sigma)")
         if self.feature_sigma is not None and self.action_sigma == "tied":
             errs.append("feature_sigma: only meaningful with action_sigma 'independent' (decoupled ablation)")
         if not 0.0 <= self.cond_dropout < 1.0:
@@ -492,7 +510,7 @@ def _tiny() -> ModelConfig:
         unet=VideoUNetConfig(block_out_channels=(32, 64, 64, 64), num_attention_heads=(2, 4, 4, 4),
                              cross_attention_dim=64, addition_time_embed_dim=32),
         text=TextConfig(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=256, projection_dim=64),
-        vae=VAEConfig(block_out_channels=(32, 32, 64, 64), layers_per_block=1),
+        vae=VAEConfig(block_out_channels=(32, 32, 64, 64), layers_per_block=1, latent_std=1 / 0.18215),
         adapter=AdapterConfig(branch_widths=(32, 64, 64, 64, 64), merge_widths=(32, 32, 32, 32),
                               branch_tail_widths=(48, 32), fuse_widths=(64, 48, 32), refine_stages=1,
                               blocks_per_stage=1, temporal_blocks_per_stage=1),
@@ -508,7 +526,7 @@ def _svd_xt() -> ModelConfig:
         unet=VideoUNetConfig(block_out_channels=(320, 640, 1280, 1280), num_attention_heads=(5, 10, 20, 20),
                              cross_attention_dim=1024, addition_time_embed_dim=256),
         text=TextConfig(hidden_size=1024, num_layers=24, num_heads=16, intermediate_size=4096, projection_dim=1024),
-        vae=VAEConfig(block_out_channels=(128, 256, 512, 512), layers_per_block=2),
+        vae=VAEConfig(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_std=0.0),
         adapter=AdapterConfig(branch_widths=(320, 640, 1280, 1280, 1280), merge_widths=(320, 640, 640, 640),
                               branch_tail_widths=(864, 576), fuse_widths=(1280, 960, 720, 540, 420),
                               refine_stages=2, blocks_per_stage=2, temporal_blocks_per_stage=4,

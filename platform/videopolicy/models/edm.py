@@ -41,10 +41,14 @@ def weighted_error(denoised: torch.Tensor, x0: torch.Tensor, sigma: torch.Tensor
 
 
 def sample_sigma(batch: int, cfg: EDMConfig, generator: Optional[torch.Generator] = None,
-                 device: torch.device | str = "cpu") -> torch.Tensor:
-    """One training sigma per clip, lognormal(p_mean, p_std): shape (B,)."""
+                 device: torch.device | str = "cpu", actions: bool = False) -> torch.Tensor:
+    """One training sigma per clip, lognormal(p_mean, p_std) (the action ones if `actions` and set): (B,)."""
+    mean, std = cfg.p_mean, cfg.p_std
+    if actions:
+        mean = cfg.p_mean if cfg.action_p_mean is None else cfg.action_p_mean
+        std = cfg.p_std if cfg.action_p_std is None else cfg.action_p_std
     z = torch.randn(batch, generator=generator, device=device)
-    return (cfg.p_mean + cfg.p_std * z).exp()
+    return (mean + std * z).exp()
 
 
 def training_sigmas(batch: int, cfg: EDMConfig, mode: str, generator: Optional[torch.Generator] = None,
@@ -57,7 +61,7 @@ def training_sigmas(batch: int, cfg: EDMConfig, mode: str, generator: Optional[t
     video = sample_sigma(batch, cfg, generator, device)
     if cfg.action_sigma == "tied":
         return video, video
-    action = sample_sigma(batch, cfg, generator, device)
+    action = sample_sigma(batch, cfg, generator, device, actions=True)
     if cfg.feature_sigma is not None and mode == "stage2":
         video = torch.full_like(video, cfg.feature_sigma)
     return video, action
