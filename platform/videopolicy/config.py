@@ -238,6 +238,11 @@ class TrainConfig:
     # ColorJitter(brightness, contrast, saturation, hue) of the authors, on the trainer's copy of each
     # clip (one draw per camera); all zeros turns it off. Used by every learned row (video policy, DP).
     color_jitter: tuple[float, float, float, float] = (0.2, 0.2, 0.2, 0.05)
+    # Video-policy rows: encode every frame once with the frozen VAE (kept in <store>/latents/) and train on
+    # the cached posteriors, not a VAE pass per step (the CPU study's main saving). Targets are still
+    # drawn from each frame's posterior every step; the conditioning frame's cond_aug noise is drawn once
+    # per frame. Needs color_jitter off: jitter acts on pixels, before the VAE.
+    latent_cache: bool = False
     # a saved policy directory to evaluate instead of training one (e.g. the authors' released weights,
     # jobs/import_checkpoint.py): the row runs only its evaluation, with the directory's own model config
     policy_dir: str = ""
@@ -255,6 +260,9 @@ class TrainConfig:
                 or self.color_jitter[3] > 0.5:
             errs.append("color_jitter: (brightness, contrast, saturation) in [0, 1), hue in [0, 0.5]; "
                         "[0, 0, 0, 0] turns it off")
+        if self.latent_cache and any(self.color_jitter):
+            errs.append("latent_cache: needs color_jitter: [0, 0, 0, 0] (jitter changes the pixels the cached "
+                        "latents were encoded from); turn one of them off")
         if self.workers <= 0:
             errs.append("workers: must be > 0")
         if self.cpus_per_worker <= 0:

@@ -137,17 +137,28 @@ def cut_windows(
     """
     n = len(actions)
     starts = np.asarray(starts, dtype=np.int64)
-    fidx = np.stack([frame_indices(s, n, clips.frames_per_clip, clips.frame_stride) for s in starts])
-    h, w = frames[0].shape[1:3]
-    win = np.empty((len(starts), len(frames), fidx.shape[1], h, w, 3), dtype=np.uint8)
-    for v, cam in enumerate(frames):
+    return {"frames": window_frames(frames, starts, n, clips), **window_actions(actions, starts, clips, normalizer)}
+
+
+def window_frames(per_frame: Sequence, starts: np.ndarray, length: int, clips: ClipConfig):
+    """Per-camera arrays [(N, ...)] x V (frames, or their cached latents) -> windows (B, V, T', ...)."""
+    fidx = np.stack([frame_indices(s, length, clips.frames_per_clip, clips.frame_stride) for s in starts])
+    win = np.empty((len(starts), len(per_frame), fidx.shape[1], *per_frame[0].shape[1:]), dtype=per_frame[0].dtype)
+    for v, cam in enumerate(per_frame):
         win[:, v] = cam[fidx]
+    return win
+
+
+def window_actions(actions: np.ndarray, starts: np.ndarray, clips: ClipConfig,
+                   normalizer: ActionNormalizer) -> dict[str, np.ndarray]:
+    """Raw actions (N, A) -> the chunks starting at `starts`: actions (B, A_h, A), action_mask, start."""
+    n = len(actions)
+    starts = np.asarray(starts, dtype=np.int64)
     steps = starts[:, None] + np.arange(clips.action_horizon)[None, :]
     mask = steps < n
     raw = np.zeros((len(starts), clips.action_horizon, actions.shape[1]), dtype=np.float64)
     raw[mask] = actions[steps[mask]]
     return {
-        "frames": win,
         "actions": normalizer.normalize(raw),
         "action_mask": mask,
         "start": starts,

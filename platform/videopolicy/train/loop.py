@@ -164,7 +164,13 @@ def train_loop_per_worker(config: dict) -> None:
                 else nullcontext())
 
     shard = ray.train.get_dataset_shard("train")
-    collate = ClipCollate(ds)
+    cached = cfg.train.latent_cache and model.kind == "video_policy"
+    if cached:  # encode every frame once (or read the store's copy) instead of a VAE pass per step
+        from videopolicy.train.latents import LatentCache, sample_latents
+
+        collate = LatentCache(ds, model.vae, model.cfg.vae.cond_aug, model.cfg.vae.encode_chunk, cfg.train.seed).collate
+    else:
+        collate = ClipCollate(ds)
 
     def batches():
         while True:  # one pass of the shard per epoch; reshuffled by Ray Data each time
@@ -182,10 +188,14 @@ def train_loop_per_worker(config: dict) -> None:
         t0 = time.perf_counter()
         batch = next(it)
         t1 = time.perf_counter()
-        frames = batch["frames"].to(device)
-        if any(cfg.train.color_jitter):
-            frames = color_jitter(frames, cfg.train.color_jitter, generator)
-        inputs = {"frames": frames, "actions": batch["actions"], "text": batch["language"]}
+        if cached:
+            inputs = {"latents": sample_latents(batch, generator, device), "cond_latents": batch["cond_latents"],
+                      "actions": batch["actions"], "text": batch["language"]}
+        else:
+            frames = batch["frames"].to(device)
+            if any(cfg.train.color_jitter):
+                frames = color_jitter(frames, cfg.train.color_jitter, generator)
+            inputs = {"frames": frames, "actions": batch["actions"], "text": batch["language"]}
         with autocast:
             out = wrapped(inputs, spec.mode, generator)
         for g, base in zip(opt.param_groups, base_lrs):
