@@ -54,7 +54,8 @@ def data_key(cfg: PlatformConfig) -> str:
 
 def run_fields(run: StageRunConfig) -> dict:
     """What changes a training run's result (not how often it logs or checkpoints)."""
-    return {"steps": run.steps, "batch_size": run.batch_size, "lr": run.lr, "ema_decay": run.ema_decay}
+    return {"steps": run.steps, "batch_size": run.batch_size, "lr": run.lr, "ema_decay": run.ema_decay,
+            "lr_schedule": run.lr_schedule, "warmup_steps": run.warmup_steps}
 
 
 def all_tasks(cfg: PlatformConfig) -> PlatformConfig:
@@ -194,7 +195,8 @@ class TrainStage(Stage):
 
     def _common(self) -> tuple:
         t = self.cfg.train
-        return asdict(self.cfg.model_config()), t.workers, t.seed
+        # colour jitter and the latent cache change what the trainer sees (the cache: cond_aug drawn once)
+        return asdict(self.cfg.model_config()), t.workers, t.seed, list(t.color_jitter), t.latent_cache
 
     def run(self, ctx: StageContext) -> dict:
         from videopolicy.train.launch import TrainSpec, export_policy, run_training
