@@ -17,6 +17,7 @@ Reads the source with `ast` (imports nothing of the package, needs no torch):
 
     python bench/import_graph.py            # summary: back-edges and cycles
     python bench/import_graph.py --edges    # every edge as well
+    python bench/import_graph.py --package /tmp/wt_before/platform/videopolicy   # another checkout's tree
 """
 
 from __future__ import annotations
@@ -133,9 +134,13 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global PACKAGE  # module_name() and layer_of() read it
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--edges", action="store_true", help="print every edge, not only the back-edges")
+    parser.add_argument("--package", type=Path, default=PACKAGE,
+                        help="the videopolicy folder to read (default: this checkout's)")
     args = parser.parse_args(argv)
+    PACKAGE = args.package.resolve()
 
     files = sorted(PACKAGE.rglob("*.py"))
     modules = {module_name(f) for f in files}
