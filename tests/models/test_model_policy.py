@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from videopolicy.models.baseline import DPResNetModel
+from videopolicy.models.build import build_model
 from videopolicy.models.config import ModelConfig, SamplerConfig
 from videopolicy.models.costs import count_params, fake_tensors
-from videopolicy.models.model import VideoPolicyModel, build_model
+from videopolicy.models.model import VideoPolicyModel
 from videopolicy.models.policy import ActionNormalizer, VideoPolicy, to_suite_actions
 from videopolicy.models.vae import build_vae
 from videopolicy.models.video_unet import build_video_unet
@@ -103,6 +104,22 @@ def test_dp_resnet_baseline_trains_and_samples():
     with fake_tensors():  # the paper's baseline: a ResNet-18 per camera
         full = DPResNetModel(ModelConfig(preset="svd-xt", kind="dp_resnet"))
         assert count_params(full.encoders[0]) == 11_176_512
+
+
+def test_model_kinds_cover_the_config_and_load_back(tmp_path):
+    """One class per ``ModelConfig.kind`` (build.KINDS, registered on PolicyModel), and a checkpoint of the
+    non-default kind comes back as that kind through the generic loader."""
+    import typing
+
+    from videopolicy.models.base import PolicyModel
+    from videopolicy.models.build import KINDS
+
+    allowed = set(typing.get_args(typing.get_type_hints(ModelConfig)["kind"]))
+    assert set(KINDS) == allowed and {k: PolicyModel.kinds[k] for k in allowed} == KINDS
+    model = build_model(tiny_config(kind="dp_resnet"), with_encoders=False)
+    loaded = PolicyModel.from_pretrained(model.save_pretrained(tmp_path / "dp"), with_encoders=False)
+    assert type(loaded) is DPResNetModel
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
 
 
 def test_spatial_softmax_pools_where_not_what():

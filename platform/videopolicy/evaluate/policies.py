@@ -228,7 +228,7 @@ def save_untrained_checkpoint(directory: str | Path, cfg, seed: int = 0) -> Path
     benchmarks, where the cost of a real model call matters and its success rate does not."""
     import torch
 
-    from videopolicy.models.model import build_model
+    from videopolicy.models.build import build_model
     from videopolicy.normalize import ActionNormalizer
 
     torch.manual_seed(seed)

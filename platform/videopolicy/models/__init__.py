@@ -20,6 +20,7 @@ Terminology (paper -> code):
 | Euler sampler, 30 steps, CFG 2.0           | `sampler.sample_joint`, `SamplerConfig`                     |
 | decoupled ablation (few U-Net passes)      | `sampler.sample_fast`, `EDMConfig.action_sigma="independent"` |
 | DP-ResNet baseline                         | `baseline.DPResNetModel` (`ModelConfig.kind="dp_resnet"`)   |
+| either kind: build, save, load             | `build.build_model`, `base.PolicyModel` (`save_pretrained`, `from_pretrained`) |
 | policy (act -> action chunk)               | `policy.VideoPolicy.act`, `policy.to_suite_actions`         |
 
 The tokenizer's BPE vocabulary is fetched once per machine: ``python -m videopolicy.models.fetch_bpe``.
@@ -41,7 +42,10 @@ _EXPORTS = {
     "videopolicy.models.config": ("MODES", "PAPER_TAPS", "PRESETS", "ActionHeadConfig", "AdapterConfig",
                                   "BaselineConfig", "EDMConfig", "ModelConfig", "OptimConfig", "SamplerConfig",
                                   "TextConfig", "VAEConfig", "VideoUNetConfig"),
-    "videopolicy.models.model": ("LossOutput", "PolicyModel", "SampleOutput", "VideoPolicyModel", "build_model"),
+    "videopolicy.models.base": ("LossOutput", "SampleOutput"),
+    # PolicyModel through `build`: importing it defines every kind, so PolicyModel.from_pretrained loads any
+    "videopolicy.models.build": ("PolicyModel", "build_model"),
+    "videopolicy.models.model": ("VideoPolicyModel",),
     "videopolicy.models.policy": ("ActionNormalizer", "VideoPolicy", "to_suite_actions"),
     "videopolicy.models.text": ("TextEmbeddingCache", "ensure_bpe_vocab"),
     "videopolicy.models.vae": ("ClipLatents",),

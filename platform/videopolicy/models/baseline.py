@@ -20,7 +20,9 @@ from transformers import ResNetConfig, ResNetModel
 from videopolicy.models import edm
 from videopolicy.models.action_head import ActionUNet1D
 from videopolicy.models.config import ModelConfig, SamplerConfig
-from videopolicy.models.model import LossOutput, PolicyModel, SampleOutput, _as_tensor
+from videopolicy.models.base import LossOutput, PolicyModel, SampleOutput, as_tensor
+from videopolicy.models.sampler import euler_sample
+from videopolicy.models.text import build_text_encoder
 from videopolicy.models.vae import to_pixels
 
 MODES = ("baseline", "stage2")  # "stage2" too: in a sweep the baseline trains in the head-training stage
@@ -61,6 +63,13 @@ class DPResNetModel(PolicyModel):
     kind = "dp_resnet"
     modes = MODES
 
+    @classmethod
+    def build(cls, cfg: ModelConfig, with_encoders: bool = True) -> "DPResNetModel":
+        model = cls(cfg)
+        if with_encoders:  # no VAE: the ResNets read pixels
+            model.attach_encoders(text_encoder=build_text_encoder(cfg))
+        return model
+
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
         c = self.cfg
@@ -94,7 +103,7 @@ class DPResNetModel(PolicyModel):
     def observation_condition(self, frames, text: torch.Tensor) -> torch.Tensor:
         """uint8 (B, V, H, W, 3) + text (B, D) -> global condition (B, V * F + D); F = 2 x keypoints
         (spatial softmax) or the last stage's width (average pooling)."""
-        pixels = to_pixels(_as_tensor(frames, self.device))
+        pixels = to_pixels(as_tensor(frames, self.device))
         feats = [pool(enc(pixel_values=pixels[:, v]).last_hidden_state).flatten(1)
                  for v, (enc, pool) in enumerate(zip(self.encoders, self.pools))]
         return torch.cat(feats + [text], dim=-1)
@@ -109,10 +118,10 @@ class DPResNetModel(PolicyModel):
         """EDM action loss. batch: frames (B, V, T, H, W, 3) uint8 (frame 0, the current one, used), text / text_emb, actions."""
         if mode not in MODES:
             raise ValueError(f"DP-ResNet trains in mode 'baseline', not {mode!r}")
-        text = _as_tensor(batch["text_emb"], self.device).float() if "text_emb" in batch \
+        text = as_tensor(batch["text_emb"], self.device).float() if "text_emb" in batch \
             else self.embed_text(batch["text"])
-        frames = _as_tensor(batch["frames"], self.device)[:, :, 0]
-        actions = _as_tensor(batch["actions"], self.device).float()
+        frames = as_tensor(batch["frames"], self.device)[:, :, 0]
+        actions = as_tensor(batch["actions"], self.device).float()
         b = actions.shape[0]
         if self.training and self.cfg.edm.cond_dropout > 0:
             text = text * (torch.rand(b, 1, generator=generator, device=text.device) >= self.cfg.edm.cond_dropout)
@@ -129,8 +138,6 @@ class DPResNetModel(PolicyModel):
                        generator: Optional[torch.Generator] = None) -> SampleOutput:
         cfg = sampler or self.cfg.sampler
         cond = self.observation_condition(frames, self.embed_text(texts))
-        from videopolicy.models.sampler import euler_sample
-
         h = self.cfg.action_head
         sigmas = edm.karras_sigmas(cfg.steps, cfg.sigma_min, min(cfg.sigma_max, self.cfg.baseline.sigma_max),
                                    cfg.rho).tolist()

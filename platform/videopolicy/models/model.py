@@ -15,174 +15,22 @@ losses (in stage 2 the video part carries no gradient).
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from collections import Counter
 from contextlib import nullcontext
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import torch
-from safetensors.torch import load_model, save_model
 from torch import nn
 
 from videopolicy.models import edm, multiview
 from videopolicy.models.action_head import ActionUNet1D
 from videopolicy.models.adapter import Adapter
-from videopolicy.models.config import MODES, ModelConfig, SamplerConfig, from_dict
+from videopolicy.models.base import LossOutput, PolicyModel, SampleOutput, as_tensor
+from videopolicy.models.config import MODES, ModelConfig, SamplerConfig
 from videopolicy.models.feature_taps import FeatureTaps, tap_geometry
-from videopolicy.models.text import TextEmbeddingCache, TextEncoder, build_text_encoder
+from videopolicy.models.sampler import sample
+from videopolicy.models.text import build_text_encoder
 from videopolicy.models.vae import ClipLatents, build_vae, encode_clip, encode_condition, to_pixels
 from videopolicy.models.video_unet import PerFrameContext, added_time_ids, build_video_unet, noise_embedding
-
-
-@dataclass
-class LossOutput:
-    """loss: scalar to backpropagate; the rest are detached diagnostics."""
-
-    loss: torch.Tensor
-    video_loss: Optional[torch.Tensor] = None  # mean per-frame video loss
-    action_loss: Optional[torch.Tensor] = None  # mean per-step action loss
-    video_sigma: Optional[torch.Tensor] = None  # (B,)
-
-    def metrics(self) -> dict[str, float]:
-        out = {"loss": float(self.loss.detach())}
-        if self.video_loss is not None:
-            out["video_loss"] = float(self.video_loss)
-        if self.action_loss is not None:
-            out["action_loss"] = float(self.action_loss)
-        return out
-
-
-@dataclass
-class SampleOutput:
-    """actions: (B, horizon, action_dim) in the normalised [-1, 1] space.
-
-    video: (B, F, C, h, w) scaled latents (joint mode); frames: uint8 (B, F, H, W, 3) when decoded.
-    """
-
-    actions: torch.Tensor
-    video: Optional[torch.Tensor] = None
-    frames: Optional[torch.Tensor] = None
-
-
-def _as_tensor(x: Any, device) -> torch.Tensor:
-    return torch.as_tensor(x).to(device)
-
-
-class PolicyModel(nn.Module):
-    """Plumbing shared by Video Policy and the DP-ResNet baseline.
-
-    Frozen encoders (VAE, text encoder) are held outside the module tree: they are not parameters,
-    not in ``state_dict`` and not wrapped by DDP, but ``.to()`` moves them along.
-    """
-
-    kind = "base"
-    modes: tuple[str, ...] = ()  # training modes `forward` accepts
-
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.cfg = cfg.checked()
-        self.__dict__["_frozen"] = {}
-        self.text_cache = TextEmbeddingCache()
-        self.calls: Counter = Counter()  # samples through each network since the last reset (costs)
-
-    # -- frozen encoders -------------------------------------------------------------------------
-    @property
-    def vae(self):
-        return self._frozen.get("vae")
-
-    @property
-    def text_encoder(self) -> Optional[TextEncoder]:
-        return self._frozen.get("text")
-
-    def attach_encoders(self, vae=None, text_encoder: Optional[TextEncoder] = None) -> "PolicyModel":
-        device = self.device
-        if vae is not None:
-            self._frozen["vae"] = vae.to(device)
-        if text_encoder is not None:
-            self._frozen["text"] = text_encoder.to(device)
-        return self
-
-    def _apply(self, fn, recurse=True):
-        super()._apply(fn, recurse)
-        for module in self._frozen.values():
-            module._apply(fn, recurse)
-        return self
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    def embed_text(self, texts: list[str]) -> torch.Tensor:
-        """(B, D) text embeddings from the cache, encoding unseen instructions if an encoder is attached."""
-        return self.text_cache.get(list(texts), self.text_encoder).to(self.device)
-
-    # -- training API ----------------------------------------------------------------------------
-    def trainable_parts(self, mode: str) -> dict[str, tuple[nn.Module, float]]:
-        """name -> (module, lr multiplier) of the parts that train in `mode`."""
-        raise NotImplementedError
-
-    def set_mode(self, mode: str) -> "PolicyModel":
-        """requires_grad on exactly the parts that train in `mode`; every other parameter is frozen."""
-        self.requires_grad_(False)
-        for module, _ in self.trainable_parts(mode).values():
-            module.requires_grad_(True)
-        return self
-
-    def param_groups(self, mode: str) -> list[dict]:
-        """Optimizer parameter groups for `mode` (call ``set_mode(mode)`` first): [{name, params, lr, weight_decay}]."""
-        o = self.cfg.optim
-        return [{"name": name, "params": [p for p in module.parameters() if p.requires_grad],
-                 "lr": o.lr * scale, "weight_decay": o.weight_decay}
-                for name, (module, scale) in self.trainable_parts(mode).items()]
-
-    def loss(self, batch: dict, mode: str, generator: Optional[torch.Generator] = None) -> LossOutput:
-        """Same as calling the model: ``model(batch, mode)``."""
-        return self(batch, mode, generator)
-
-    # -- checkpoints -----------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path, extra: Optional[dict] = None) -> Path:
-        """config.json, model.safetensors, text_cache.pt, and the encoders unless loaded from `pretrained`.
-
-        `extra` (e.g. the action normaliser's statistics) is stored as extra.json.
-        """
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "config.json").write_text(json.dumps(dataclasses.asdict(self.cfg), indent=1))
-        save_model(self, str(d / "model.safetensors"))
-        self.text_cache.save(d / "text_cache.pt")
-        if self.vae is not None and not self.cfg.vae.pretrained:
-            save_model(self.vae, str(d / "vae.safetensors"))
-        if self.text_encoder is not None and not self.cfg.text.pretrained:
-            save_model(self.text_encoder.model, str(d / "text_encoder.safetensors"))
-        if extra is not None:
-            (d / "extra.json").write_text(json.dumps(extra, indent=1))
-        return d
-
-    @staticmethod
-    def from_pretrained(directory: str | Path, with_encoders: bool = True) -> "PolicyModel":
-        """Rebuild from ``save_pretrained`` output (either kind)."""
-        d = Path(directory)
-        cfg = from_dict(ModelConfig, json.loads((d / "config.json").read_text()))
-        # the checkpoint holds every U-Net weight: do not load the base model first
-        model = build_model(dataclasses.replace(cfg, unet=dataclasses.replace(cfg.unet, pretrained=None)),
-                            with_encoders=with_encoders)
-        model.cfg = cfg.checked()  # keep the provenance of the base weights
-        load_model(model, str(d / "model.safetensors"))
-        if (d / "text_cache.pt").exists():
-            model.text_cache = TextEmbeddingCache.load(d / "text_cache.pt")
-        if model.vae is not None and (d / "vae.safetensors").exists():
-            load_model(model.vae, str(d / "vae.safetensors"))
-        if model.text_encoder is not None and (d / "text_encoder.safetensors").exists():
-            load_model(model.text_encoder.model, str(d / "text_encoder.safetensors"))
-        return model
-
-    @staticmethod
-    def read_extra(directory: str | Path) -> Optional[dict]:
-        path = Path(directory) / "extra.json"
-        return json.loads(path.read_text()) if path.exists() else None
 
 
 class VideoPolicyModel(PolicyModel):
@@ -190,6 +38,13 @@ class VideoPolicyModel(PolicyModel):
 
     kind = "video_policy"
     modes = MODES
+
+    @classmethod
+    def build(cls, cfg: ModelConfig, with_encoders: bool = True) -> "VideoPolicyModel":
+        model = cls(cfg)
+        if with_encoders:
+            model.attach_encoders(vae=build_vae(cfg), text_encoder=build_text_encoder(cfg))
+        return model
 
     def __init__(self, cfg: ModelConfig, unet: Optional[nn.Module] = None):
         super().__init__(cfg)
@@ -219,13 +74,13 @@ class VideoPolicyModel(PolicyModel):
         """uint8 clip frames (B, V, T, H, W, 3) -> ClipLatents (cache these to skip the VAE)."""
         if self.vae is None:
             raise RuntimeError("no VAE attached: pass cached latents or build with encoders")
-        return encode_clip(self.vae, _as_tensor(frames, self.device), self.cfg, generator)
+        return encode_clip(self.vae, as_tensor(frames, self.device), self.cfg, generator)
 
     def encode_observations(self, frames, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """uint8 current frames (B, V, H, W, 3) -> concat-conditioning latents (B, V, C, h, w)."""
         if self.vae is None:
             raise RuntimeError("no VAE attached")
-        return encode_condition(self.vae, to_pixels(_as_tensor(frames, self.device)), self.cfg, generator)
+        return encode_condition(self.vae, to_pixels(as_tensor(frames, self.device)), self.cfg, generator)
 
     def prepare(self, batch: dict, generator: Optional[torch.Generator] = None) -> dict[str, torch.Tensor]:
         """A clip batch -> model tensors on the model's device.
@@ -237,8 +92,8 @@ class VideoPolicyModel(PolicyModel):
         """
         dev = self.device
         if "latents" in batch:
-            latents = _as_tensor(batch["latents"], dev).float()
-            cond = _as_tensor(batch["cond_latents"], dev).float() if "cond_latents" in batch else latents[:, :, 0]
+            latents = as_tensor(batch["latents"], dev).float()
+            cond = as_tensor(batch["cond_latents"], dev).float() if "cond_latents" in batch else latents[:, :, 0]
         else:
             enc = self.encode(batch["frames"], generator)
             latents, cond = enc.latents, enc.cond
@@ -250,11 +105,11 @@ class VideoPolicyModel(PolicyModel):
         out = {
             "video": multiview.pack_video(latents, pad) * self.cfg.vae.scaling_factor,
             "cond": multiview.pack_condition(cond, t, pad),
-            "text": _as_tensor(batch["text_emb"], dev).float() if "text_emb" in batch
+            "text": as_tensor(batch["text_emb"], dev).float() if "text_emb" in batch
             else self.embed_text(batch["text"]),
         }
         if batch.get("actions") is not None:
-            out["actions"] = _as_tensor(batch["actions"], dev).float()
+            out["actions"] = as_tensor(batch["actions"], dev).float()
         return out
 
     # -- the denoiser ----------------------------------------------------------------------------
@@ -351,23 +206,5 @@ class VideoPolicyModel(PolicyModel):
     def sample_actions(self, frames, texts: list[str], sampler: Optional[SamplerConfig] = None,
                        generator: Optional[torch.Generator] = None) -> SampleOutput:
         """uint8 current frames (B, V, H, W, 3) + instructions -> SampleOutput (normalised actions)."""
-        from videopolicy.models.sampler import sample
-
         cond = self.encode_observations(frames, generator)
         return sample(self, cond, self.embed_text(texts), sampler or self.cfg.sampler, generator)
-
-
-def build_model(cfg: ModelConfig, with_encoders: bool = True) -> PolicyModel:
-    """The model named by ``cfg.kind``, with its frozen VAE / text encoder attached if `with_encoders`."""
-    cfg = cfg.checked()
-    if cfg.kind == "dp_resnet":
-        from videopolicy.models.baseline import DPResNetModel
-
-        model: PolicyModel = DPResNetModel(cfg)
-        if with_encoders:
-            model.attach_encoders(text_encoder=build_text_encoder(cfg))
-        return model
-    model = VideoPolicyModel(cfg)
-    if with_encoders:
-        model.attach_encoders(vae=build_vae(cfg), text_encoder=build_text_encoder(cfg))
-    return model

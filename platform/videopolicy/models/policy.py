@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from videopolicy.models.config import ModelConfig, SamplerConfig
-from videopolicy.models.model import PolicyModel, build_model
+from videopolicy.models.build import PolicyModel, build_model
 from videopolicy.normalize import ActionNormalizer
 
 

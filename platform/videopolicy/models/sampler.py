@@ -13,14 +13,29 @@ runs once; then ``head_steps`` Euler steps of the action head alone.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 import torch
 
 from videopolicy.models import edm, multiview
-from videopolicy.models.config import SamplerConfig
-from videopolicy.models.model import SampleOutput, VideoPolicyModel
+from videopolicy.models.base import SampleOutput
+from videopolicy.models.config import ModelConfig, SamplerConfig
 from videopolicy.models.vae import decode_video
+
+
+class JointDenoiser(Protocol):
+    """What the samplers call on a model: `model.VideoPolicyModel` has it (this module does not import
+    that class, which imports the samplers)."""
+
+    cfg: ModelConfig
+    vae: Any
+
+    def denoise_video(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor, text: torch.Tensor,
+                      taps: bool = False) -> tuple[torch.Tensor, Optional[list[torch.Tensor]]]: ...
+
+    def action_condition(self, features: list[torch.Tensor], sigma: torch.Tensor) -> torch.Tensor: ...
+
+    def denoise_actions(self, x: torch.Tensor, sigma: torch.Tensor, global_cond: torch.Tensor) -> torch.Tensor: ...
 
 
 def guidance_scales(cfg: SamplerConfig, n: int) -> torch.Tensor:
@@ -39,7 +54,7 @@ def _guide(both: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 class _Guided:
     """Runs the model's pieces on [conditional; unconditional] inputs when guidance is on."""
 
-    def __init__(self, model: VideoPolicyModel, cond: torch.Tensor, text: torch.Tensor, cfg: SamplerConfig):
+    def __init__(self, model: JointDenoiser, cond: torch.Tensor, text: torch.Tensor, cfg: SamplerConfig):
         self.model, self.cfg = model, cfg
         self.on = cfg.guidance != 1.0 or (cfg.guidance_min is not None and cfg.guidance_min != 1.0)
         self.cond = torch.cat([cond, torch.zeros_like(cond)]) if self.on else cond
@@ -62,7 +77,7 @@ class _Guided:
 
 
 @torch.no_grad()
-def sample_joint(model: VideoPolicyModel, cond_first: torch.Tensor, text: torch.Tensor, cfg: SamplerConfig,
+def sample_joint(model: JointDenoiser, cond_first: torch.Tensor, text: torch.Tensor, cfg: SamplerConfig,
                  generator: Optional[torch.Generator] = None) -> SampleOutput:
     """cond_first: (B, V, C, h, w) unscaled current-frame latents; text: (B, D) -> SampleOutput."""
     m = model.cfg
@@ -91,7 +106,7 @@ def feature_sigmas(cfg: SamplerConfig) -> list[float]:
 
 
 @torch.no_grad()
-def sample_fast(model: VideoPolicyModel, cond_first: torch.Tensor, text: torch.Tensor, cfg: SamplerConfig,
+def sample_fast(model: JointDenoiser, cond_first: torch.Tensor, text: torch.Tensor, cfg: SamplerConfig,
                 generator: Optional[torch.Generator] = None) -> SampleOutput:
     """Decoupled: features from a few U-Net passes, the adapter once, then head-only Euler steps."""
     m = model.cfg
@@ -124,7 +139,7 @@ def euler_sample(denoise: Callable[[torch.Tensor, float], torch.Tensor], shape: 
     return x
 
 
-def sample(model: VideoPolicyModel, cond_first: torch.Tensor, text: torch.Tensor, cfg: SamplerConfig,
+def sample(model: JointDenoiser, cond_first: torch.Tensor, text: torch.Tensor, cfg: SamplerConfig,
            generator: Optional[torch.Generator] = None) -> SampleOutput:
     """Dispatch on ``cfg.mode``."""
     return (sample_joint if cfg.mode == "joint" else sample_fast)(model, cond_first, text, cfg, generator)
