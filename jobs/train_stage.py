@@ -38,9 +38,10 @@ def main(argv=None):
     try:
         check_run(cfg, args.stage, args.init_from)  # before Ray: building clips may generate demos
         from videopolicy.models.pretrained import problems as weight_problems
+        from videopolicy.models.pretrained import row_model_problems
 
         # the model's shape, then its pretrained sources (found, in the expected layout) before Ray starts
-        missing = cfg.model_problems() or weight_problems(cfg.model_config(), skip=("unet",) if args.init_from else ())
+        missing = row_model_problems(cfg) or weight_problems(cfg.model_config(), skip=("unet",) if args.init_from else ())
         if missing:
             raise TrainSetupError("\n  - ".join(["model:", *missing]))
     except TrainSetupError as e:

@@ -28,6 +28,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
+from videopolicy.catalog import SUITES, suite_cameras, suite_tasks
 from videopolicy.models.config import ModelConfig
 from videopolicy.row_kinds import ROW_KIND_NAMES, RowKind, row_kind
 
@@ -398,8 +399,6 @@ class PlatformConfig:
 
     def validate(self) -> list[str]:
         """Cross-section checks that need more than one section (or the suite catalogue)."""
-        from videopolicy.sim.catalog import suite_cameras, suite_tasks
-
         errs = []
         if self.demos.source == "scripted":
             known_tasks = suite_tasks(self.demos.suite)
@@ -435,8 +434,6 @@ class PlatformConfig:
         if self.clips.task_subset == "half" and self.demos.source == "scripted" and len(self.demos.tasks) < 2:
             errs.append("clips.task_subset: 'half' needs at least 2 tasks in demos.tasks")
         errs.extend(self._model_errors())
-        from videopolicy.sim.suites import SUITES
-
         if self.eval.suite not in SUITES:
             errs.append(f"eval.suite: unknown suite {self.eval.suite!r}{_hint(self.eval.suite, SUITES)}; "
                         f"registered: {sorted(SUITES)}")
@@ -461,18 +458,6 @@ class PlatformConfig:
         if self.model.kind != defaults.kind:
             errs.append("model.kind: set by train.method (dp_resnet -> the baseline); remove it")
         return errs
-
-    def model_problems(self) -> list[str]:
-        """Problems of the model these clips would train (the sweep planner and train preflight ask; a
-        data-only config, e.g. 8-px clips for a pipeline check, need not describe a trainable model)."""
-        if not self.train.kind.trains or self.train.policy_dir:
-            return []  # no model trained (a policy_dir carries its own config, checked by the sweep driver)
-        errs = [f"model: {e} (the model's shape comes from clips)" for e in self.model_config().validate()]
-        if errs:
-            return errs
-        from videopolicy.models.pretrained import unset_problems
-
-        return unset_problems(self.model_config().resolve())  # paper-scale parts never silently random
 
 
 @dataclass

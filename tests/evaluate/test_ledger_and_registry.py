@@ -111,6 +111,17 @@ def test_registry_is_lazy_and_hints_names():
         get_suite("libero_10", cfg)
 
 
+def test_catalog_action_suffixes_are_the_suites():
+    """The policy (models/) appends a suite's action suffix from the static catalog, without importing
+    the suite: every registered suite class agrees with it."""
+    from videopolicy.catalog import ACTION_SUFFIX
+    from videopolicy.sim.suites import suite_class
+
+    assert set(ACTION_SUFFIX) <= set(SUITES)
+    for name in SUITES:
+        assert tuple(suite_class(name).action_suffix) == ACTION_SUFFIX.get(name, ()), name
+
+
 def test_robosuite_protocol_and_paired_episodes():
     cfg = config_from_dict({"demos": {"tasks": ["Lift", "Stack"]}, "eval": {"tasks": ["Stack"]}})
     suite = get_suite("robosuite", cfg)

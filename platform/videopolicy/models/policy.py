@@ -14,19 +14,16 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from videopolicy.catalog import ACTION_SUFFIX
 from videopolicy.models.config import ModelConfig, SamplerConfig
 from videopolicy.models.build import PolicyModel, build_model
 from videopolicy.normalize import ActionNormalizer
 
 
 def to_suite_actions(chunk: np.ndarray, suite: str) -> np.ndarray:
-    """(..., 7) model actions -> (..., D) commands of `suite` (its ``Suite.action_suffix`` appended).
-
-    The suite module is imported only here, when asked: suites of other simulators stay lazy.
-    """
-    from videopolicy.sim.suites import SUITES, suite_class
-
-    suffix = suite_class(suite).action_suffix if suite in SUITES else ()
+    """(..., 7) model actions -> (..., D) commands of `suite` (its ``Suite.action_suffix`` appended,
+    read from the suites' static catalog: no simulator module is imported)."""
+    suffix = ACTION_SUFFIX.get(suite, ())
     if not suffix:
         return chunk
     tail = np.broadcast_to(np.asarray(suffix, dtype=chunk.dtype), chunk.shape[:-1] + (len(suffix),))

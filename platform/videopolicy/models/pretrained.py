@@ -101,6 +101,19 @@ def unset_problems(cfg) -> list[str]:
     return errs
 
 
+def row_model_problems(row) -> list[str]:
+    """Problems of the model a row (a `PlatformConfig`) would train, from its config alone: the model's
+    shape (it comes from the clips) and paper-scale parts left unset. The sweep planner and train
+    preflight ask; a data-only config, e.g. 8-px clips for a pipeline check, need not describe a
+    trainable model."""
+    if not row.train.kind.trains or row.train.policy_dir:
+        return []  # no model trained (a policy_dir carries its own config, checked by the sweep driver)
+    errs = [f"model: {e} (the model's shape comes from clips)" for e in row.model_config().validate()]
+    if errs:
+        return errs
+    return unset_problems(row.model_config().resolve())  # paper-scale parts never silently random
+
+
 def problems(cfg, check_files: bool = True, skip: tuple[str, ...] = ()) -> list[str]:
     """Everything wrong with the pretrained sources of a model config (resolved or not).
 
@@ -140,7 +153,7 @@ def rows_problems(rows) -> list[str]:
     for name, cfg in rows:
         if cfg.train.policy_dir:
             errs = policy_dir_problems(cfg.train.policy_dir)
-        elif not cfg.model_problems() and cfg.train.kind.trains:  # sanity rows load no weights
+        elif not row_model_problems(cfg) and cfg.train.kind.trains:  # sanity rows load no weights
             errs = problems(cfg.model_config())
         else:
             errs = []

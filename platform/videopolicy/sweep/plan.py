@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from videopolicy.config import ConfigError, PlatformConfig, SweepConfig
+from videopolicy.models.pretrained import row_model_problems
 from videopolicy.store import StageDir
 from videopolicy.sweep.stages import (  # noqa: F401 - the key helpers are part of the planner's API
     PLAN_VERSION,
@@ -70,7 +71,7 @@ def check_paired(sweep: SweepConfig) -> None:
 
 def build_plan(sweep: SweepConfig, store: str, rows: Optional[list[str]] = None) -> Plan:
     check_paired(sweep)
-    errs = [f"rows[{name}].{e}" for name, cfg in sweep.rows for e in cfg.model_problems()]
+    errs = [f"rows[{name}].{e}" for name, cfg in sweep.rows for e in row_model_problems(cfg)]
     if errs:
         raise ConfigError(errs, sweep.name)
     nodes: dict[str, Stage] = {}

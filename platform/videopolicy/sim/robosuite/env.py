@@ -37,7 +37,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
-from videopolicy.sim.catalog import ROBOSUITE_CAMERAS
+from videopolicy.catalog import ROBOSUITE_CAMERAS
 from videopolicy.sim.robosuite.logs import quiet_robosuite
 
 quiet_robosuite()  # before any robosuite import: its known-harmless log lines start at import time

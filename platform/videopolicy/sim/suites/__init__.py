@@ -1,10 +1,11 @@
-"""Suite registry: benchmark name -> ``"module:Class"``, imported only when asked for.
+"""Suite registry: benchmark name -> ``"module:Class"`` (`videopolicy.catalog.SUITES`), imported only when asked for.
 
 Suites of other simulators (LIBERO, RoboCasa, MimicGen) live in their own Python environments, so
 nothing here imports a suite module eagerly: `get_suite` imports exactly the one it is asked for.
 Adding a benchmark = one module (its protocol, suite and, when bridged, its backend) + one line in
-`SUITES`. robosuite, which runs in the main venv with scripted experts and demo generation, has a
-package of its own: `videopolicy.sim.robosuite`.
+`videopolicy.catalog.SUITES` (config validation reads the names there without importing a simulator).
+robosuite, which runs in the main venv with scripted experts and demo generation, has a package of its
+own: `videopolicy.sim.robosuite`.
 """
 
 from __future__ import annotations
@@ -13,21 +14,13 @@ import difflib
 import importlib
 from typing import TYPE_CHECKING
 
+from videopolicy.catalog import SUITES
 from videopolicy.sim.suites.base import EpisodeSpec, Protocol, SimEnv, StepResult, Suite
 
 if TYPE_CHECKING:
     from videopolicy.config import PlatformConfig
 
 __all__ = ["SUITES", "EpisodeSpec", "Protocol", "SimEnv", "StepResult", "Suite", "get_suite", "suite_class"]
-
-#: name (``eval.suite``) -> "module:Class". When the class name is not found in the module, the
-#: module's `Suite` subclass whose ``name`` equals the registry name is used.
-SUITES: dict[str, str] = {
-    "robosuite": "videopolicy.sim.robosuite.suite:RobosuiteSuite",
-    "libero10": "videopolicy.sim.suites.libero10:Libero10Suite",
-    "robocasa": "videopolicy.sim.suites.robocasa:RobocasaSuite",
-    "mimicgen": "videopolicy.sim.suites.mimicgen:MimicgenSuite",
-}
 
 
 def _unknown(name: str) -> ValueError:

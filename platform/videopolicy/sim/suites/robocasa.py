@@ -27,7 +27,9 @@ RoboCasa's own v0.1 benchmark settings:
 Everything RoboCasa-specific lives in this module: the parent's protocol and suite, and the bridge
 child's `RobocasaBackend` (which runs in RoboCasa's venv, numpy only at module level), so the cameras
 (`CAMERAS`), the scene ids (`scene_id` / `layout_style`) and the 12-D action pad (`ACTION_PAD`,
-`map_action`; the policy appends it through `RobocasaSuite.action_suffix`) are written once.
+`map_action`; the policy appends it through `RobocasaSuite.action_suffix`) are written once. The pad's
+value is read from `videopolicy.catalog.ACTION_SUFFIX`, so the policy (models/) can append it without
+importing the simulator side.
 
 Not run on the machine this was written on: RoboCasa needs robosuite master from git and 5-10 GB of
 assets from utexas.box.com. ``deploy/sim/install_robocasa.sh`` (``make sim-robocasa``) builds the venv.
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from videopolicy.catalog import ACTION_SUFFIX
 from videopolicy.sim.bridge.backend import Backend, RequestError, sim_unstable
 from videopolicy.sim.bridge.suite import BridgedSuite, sim_version
 from videopolicy.sim.suites.base import Protocol
@@ -92,7 +95,7 @@ SCENES: tuple[tuple[int, int], ...] = ((1, 1), (2, 2), (4, 4), (6, 9), (7, 10))
 EPISODES_PER_TASK = 50
 CAMERAS = ("robot0_agentview_left", "robot0_agentview_right", "robot0_eye_in_hand")
 IMAGE_SIZE = 256
-ACTION_PAD = (0.0, 0.0, 0.0, 0.0, -1.0)  # base still, torso still, arm mode: 7-D arm action -> 12-D command
+ACTION_PAD = ACTION_SUFFIX["robocasa"]  # base still, torso still, arm mode: 7-D arm action -> 12-D command
 ACTION_DIM = 12
 OBJ_INSTANCE_SPLIT = "B"  # held-out object instances
 
