@@ -7,7 +7,7 @@
                  robomimic HDF5 files (`videopolicy.data.hdf5`)
 
 Demo generation lives here rather than in `videopolicy.data` because it runs the simulator and the
-experts: `data` (file formats, the clip pipeline) stays below `sim` and imports nothing of it. The
-entry points that generate demos (`jobs/generate_demos.py`, the clip stage through `data.generate`)
-call `videopolicy.sim.robosuite.demos`.
+experts: `data` (file formats, the clip pipeline) stays below `sim` and imports nothing of it at module
+level. The entry points that generate demos (`jobs/generate_demos.py`, the clip stage through
+`data.clips.demo_sources`) call `videopolicy.sim.robosuite.demos`.
 """
