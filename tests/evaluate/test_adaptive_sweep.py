@@ -39,7 +39,10 @@ def test_expert_against_random_stops_early_in_a_sweep(ray_cluster, tmp_path, cap
     assert expert_eval.reference == plan.row("random").stages["eval"]  # waits for the reference's outcomes
     outcomes = Executor(plan).run()
     assert all(o.status == "done" for o in outcomes.values()), outcomes
-    progress = [line for line in capsys.readouterr().out.splitlines() if line.startswith("stage ")]
+    out = capsys.readouterr().out
+    progress = [line for line in out.splitlines() if line.startswith("stage ")]
+    random_key = plan.nodes[plan.row("random").stages["eval"]].key
+    assert f"eval {random_key}: episodes 8/8, success so far 0/8" in out  # the evaluation's own progress
     assert progress[0].startswith(f"stage 1/2: eval {plan.nodes[plan.row('random').stages['eval']].key} rows random")
     assert progress[-1].startswith(f"stage 2/2: {expert_eval.id} done in ")  # the adaptive row after its reference
     results = row_results(plan)

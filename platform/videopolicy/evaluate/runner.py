@@ -29,6 +29,7 @@ import pandas as pd
 from videopolicy.config import PlatformConfig
 from videopolicy.evaluate.ledger import RESULT_COLUMNS, Ledger, RunKey
 from videopolicy.evaluate.policies import PolicySpec
+from videopolicy.progress import episodes_line
 from videopolicy.sim.suites import get_suite
 from videopolicy.sim.suites.base import EpisodeSpec
 from videopolicy.store import write_json_atomic
@@ -296,6 +297,7 @@ class _Driver:
         self.servers: list = []
         self.slots: list[_Slot] = []
         self.done_by_task: dict[str, list[int]] = {}
+        self.total = 0  # episodes of this evaluation (the progress line's denominator)
         self.schedule: Optional[AdaptiveSchedule] = None  # adaptive evaluation: which keys may run now
 
     # -- actors ------------------------------------------------------------------------------------
@@ -352,6 +354,7 @@ class _Driver:
         from videopolicy.runtime import init_ray
 
         init_ray(self.cfg.ray)
+        self.total = len(keys)
         remaining = self.ledger.counts(self.plan.run, keys)
         n_workers = max(1, min(self.cfg.eval.workers, remaining["pending"] + remaining["leased"]))
         # An actor the cluster can never place would hold its leased episode forever: fit the pool to the
@@ -467,3 +470,5 @@ class _Driver:
         tags = {"suite": spec.suite, "task": spec.task, "policy": self.plan.policy.kind}
         episodes_done().inc(1, tags=tags)
         success_rate().set(sum(hist) / len(hist), tags=tags)
+        done = [s for h in self.done_by_task.values() for s in h]  # earlier runs' episodes included
+        print(episodes_line(self.out.name, len(done), self.total, sum(done)), flush=True)

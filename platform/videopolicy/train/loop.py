@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from videopolicy.progress import training_line
 from videopolicy.store import stable_seed
 from videopolicy.train.augment import color_jitter
 from videopolicy.train.checkpoint import (
@@ -216,6 +218,10 @@ def train_loop_per_worker(config: dict) -> None:
         metrics = {**window.summary(run.batch_size * world), "step": step,
                    "lr": opt.param_groups[0]["lr"]}
         window = _Metrics()
+        if rank == 0:  # one line per report in the worker's log (and the driver's stdout): where training is
+            # written, not print()ed: Ray Train patches print in its workers and shows such a line twice
+            sys.stdout.write(training_line(spec.stage, step, run.steps, metrics) + "\n")
+            sys.stdout.flush()
         if progress:  # one line per report: who (pid) reached which step; tests and operators read it
             with open(progress / f"rank{rank}.jsonl", "a") as f:
                 f.write(json.dumps({"pid": os.getpid(), "step": step, "time": time.time()}) + "\n")
