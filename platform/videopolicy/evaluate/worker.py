@@ -129,6 +129,24 @@ def encode_mp4(frames: list[np.ndarray], fps: int = FPS) -> bytes:
             return fh.read()
 
 
+class _Episode:
+    """The state of one episode as the worker runs it: frames, counters, outcome, video and timers."""
+
+    def __init__(self, spec: EpisodeSpec, cameras: tuple[str, ...], limit: int, record_video: bool):
+        self.spec, self.cameras, self.limit, self.record_video = spec, cameras, limit, record_video
+        self.frames: dict = {}
+        self.video: list[np.ndarray] = []
+        self.steps, self.chunk_index = 0, 0
+        self.success, self.failure = False, None
+        self.t_sim, self.t_wait = 0.0, 0.0
+
+    def observe(self, frames: dict) -> None:
+        """The env's new frames (camera -> (H, W, 3)); recorded with the cameras side by side."""
+        self.frames = frames
+        if self.record_video:
+            self.video.append(np.concatenate([frames[c] for c in self.cameras], axis=1))
+
+
 class SimWorker:
     """Use through `sim_worker_actor(...)`. max_concurrency 2: `progress()` answers during an episode."""
 
@@ -194,84 +212,89 @@ class SimWorker:
             raise
 
     def _run(self, spec: EpisodeSpec, record_video: bool) -> dict:
+        """One episode: reset, then policy chunks executed until success, failure or the step limit."""
         from videopolicy.evaluate.metrics import steps_per_second
 
         t0 = time.perf_counter()
         env = self._ensure_env(spec.task)
         t_setup = time.perf_counter() - t0  # env construction (lazy, first episode of a task only)
-        limit = self.suite.step_limit(spec.task)
-        cams = self.protocol.cameras
         frames = env.reset(spec)
         # the sentence of THIS episode as its env reports it (RoboCasa's ep_meta["lang"] names the sampled
         # object; LIBERO's comes from the task's BDDL), as in the authors' evaluation and in the demos;
         # the suite's task sentence where the env has none
         text = env.instruction() or self.suite.instruction(spec.task)
         t_reset = time.perf_counter() - t0 - t_setup
-        t_sim = 0.0
-        t_wait = 0.0
-        tile = lambda fr: np.concatenate([fr[c] for c in cams], axis=1)  # noqa: E731 - cameras side by side
-        video: list[np.ndarray] = [tile(frames)] if record_video else []
-        steps, chunk_index, success, failure = 0, 0, False, None
-        with self._lock:
-            self._progress = {"episode_key": spec.key, "steps": 0}
-        while failure is None and not success:
-            images = np.stack([frames[c] for c in cams])  # (V, H, W, 3) uint8
-            privileged = env.expert_action() if self.policy_spec.privileged else None
-            if self.policy_spec.privileged and privileged is None:
-                raise RuntimeError(f"suite {spec.suite} has no scripted expert for {spec.task}")
-            req = ActRequest(spec.key, chunk_index, images, text,
-                             request_seed(self.policy_seed, spec.key, chunk_index), privileged, steps)
-            tw = time.perf_counter()
-            chunk = np.asarray(self._act(req), dtype=np.float32)
-            t_wait += time.perf_counter() - tw
-            chunk_index += 1
-            if chunk.ndim != 2 or chunk.shape[1] != self.protocol.action_dim:
-                raise ValueError(f"policy returned a chunk of shape {chunk.shape}, expected (L, "
-                                 f"{self.protocol.action_dim})")
+        ep = _Episode(spec, self.protocol.cameras, self.suite.step_limit(spec.task), record_video)
+        ep.observe(frames)
+        self._set_progress({"episode_key": spec.key, "steps": 0})
+        while ep.failure is None and not ep.success:
+            chunk = self._next_chunk(env, ep, text)
             ts = time.perf_counter()
-            for action in chunk[: self.execute_steps]:
-                if not np.isfinite(action).all():
-                    failure = "invalid_action"
-                    break
-                result = env.step(action)
-                steps += 1
-                frames = result.obs
-                if record_video:
-                    video.append(tile(frames))
-                if result.failure:
-                    failure = result.failure
-                elif result.success:
-                    success = True
-                elif steps >= limit:
-                    failure = "timeout"
-                if failure or success:
-                    break
-            t_sim += time.perf_counter() - ts
-            with self._lock:
-                self._progress = {"episode_key": spec.key, "steps": steps}
+            self._execute(env, ep, chunk)
+            ep.t_sim += time.perf_counter() - ts
+            self._set_progress({"episode_key": spec.key, "steps": ep.steps})
         self.episodes += 1
         wall = time.perf_counter() - t0
-        steps_per_second().set(steps / max(t_sim, 1e-9), tags={"suite": spec.suite, "task": spec.task})
-        with self._lock:
-            self._progress = {}
+        steps_per_second().set(ep.steps / max(ep.t_sim, 1e-9), tags={"suite": spec.suite, "task": spec.task})
+        self._set_progress({})
         return {
             "episode_key": spec.key,
-            "success": bool(success),
-            "steps": steps,
-            "failure_reason": None if success else failure,
+            "success": bool(ep.success),
+            "steps": ep.steps,
+            "failure_reason": None if ep.success else ep.failure,
             "instruction": text,
             "wall_s": wall,
             "setup_s": t_setup,
             "reset_s": t_reset,
-            "sim_s": t_sim,  # stepping (physics + rendering), without setup and reset
-            "policy_wait_s": t_wait,
-            "policy_calls": chunk_index,
-            "video": encode_mp4(video) if record_video and video else None,
+            "sim_s": ep.t_sim,  # stepping (physics + rendering), without setup and reset
+            "policy_wait_s": ep.t_wait,
+            "policy_calls": ep.chunk_index,
+            "video": encode_mp4(ep.video) if record_video and ep.video else None,
             "worker_pid": os.getpid(),
             "worker_episodes": self.episodes,
             "egl_device": self.egl_device,
             "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
+
+    def _next_chunk(self, env, ep: "_Episode", text: str) -> np.ndarray:
+        """The policy's next action chunk (L, action_dim) for the episode's current frames."""
+        spec = ep.spec
+        images = np.stack([ep.frames[c] for c in ep.cameras])  # (V, H, W, 3) uint8
+        privileged = env.expert_action() if self.policy_spec.privileged else None
+        if self.policy_spec.privileged and privileged is None:
+            raise RuntimeError(f"suite {spec.suite} has no scripted expert for {spec.task}")
+        req = ActRequest(spec.key, ep.chunk_index, images, text,
+                         request_seed(self.policy_seed, spec.key, ep.chunk_index), privileged, ep.steps)
+        tw = time.perf_counter()
+        chunk = np.asarray(self._act(req), dtype=np.float32)
+        ep.t_wait += time.perf_counter() - tw
+        ep.chunk_index += 1
+        if chunk.ndim != 2 or chunk.shape[1] != self.protocol.action_dim:
+            raise ValueError(f"policy returned a chunk of shape {chunk.shape}, expected (L, "
+                             f"{self.protocol.action_dim})")
+        return chunk
+
+    def _execute(self, env, ep: "_Episode", chunk: np.ndarray) -> None:
+        """Step the chunk's first `execute_steps` actions, stopping at success, failure or the step limit."""
+        for action in chunk[: self.execute_steps]:
+            if not np.isfinite(action).all():
+                ep.failure = "invalid_action"
+                return
+            result = env.step(action)
+            ep.steps += 1
+            ep.observe(result.obs)
+            if result.failure:
+                ep.failure = result.failure
+            elif result.success:
+                ep.success = True
+            elif ep.steps >= ep.limit:
+                ep.failure = "timeout"
+            if ep.failure or ep.success:
+                return
+
+    def _set_progress(self, progress: dict) -> None:
+        with self._lock:
+            self._progress = progress
 
     def progress(self) -> dict:
         """The episode in progress and its steps so far ({} between episodes)."""
