@@ -355,17 +355,7 @@ class _Driver:
 
         init_ray(self.cfg.ray)
         self.total = len(keys)
-        remaining = self.ledger.counts(self.plan.run, keys)
-        n_workers = max(1, min(self.cfg.eval.workers, remaining["pending"] + remaining["leased"]))
-        # An actor the cluster can never place would hold its leased episode forever: fit the pool to the
-        # CPUs the cluster has now (an autoscaling cluster should keep its rollout group's min_workers up).
-        total = ray.cluster_resources().get("CPU", 0.0)
-        servers = self.cfg.eval.policy_servers if self.policy_mode == "server" else 0
-        fit = int((total - servers * 1.0) // self.cfg.eval.cpus_per_worker)
-        if fit < n_workers:
-            log.warning("eval.workers %d x %.1f CPU + %d policy server(s) do not fit the cluster's %.0f CPUs: "
-                        "using %d worker(s)", n_workers, self.cfg.eval.cpus_per_worker, servers, total, max(1, fit))
-            n_workers = max(1, fit)
+        n_workers = self._fit_workers(keys)
         for rec in self.ledger.records(self.plan.run, keys):
             if rec["status"] == "done":
                 self.done_by_task.setdefault(rec["task"], []).append(int(rec["success"]))
@@ -403,17 +393,40 @@ class _Driver:
                                           [s.spec.key for s in self.slots if s.spec is not None])
                     last_beat = time.time()
         finally:
-            for slot in self.slots:
-                self._retire(slot)
-            infos = []
-            for server in self.servers:
-                try:
-                    infos.append(ray.get(server.info.remote(), timeout=10))
-                except Exception as e:  # noqa: BLE001 - a dead server has no stats; say so
-                    infos.append({"error": repr(e)})
-                ray.kill(server, no_restart=True)
-            if infos:
-                write_json_atomic(self.out / "policy_servers.json", infos)
+            self._stop_actors()
+
+    def _fit_workers(self, keys: list[str]) -> int:
+        """Simulator workers to start: eval.workers, at most one per unfinished episode, and what fits."""
+        import ray
+
+        remaining = self.ledger.counts(self.plan.run, keys)
+        n_workers = max(1, min(self.cfg.eval.workers, remaining["pending"] + remaining["leased"]))
+        # An actor the cluster can never place would hold its leased episode forever: fit the pool to the
+        # CPUs the cluster has now (an autoscaling cluster should keep its rollout group's min_workers up).
+        total = ray.cluster_resources().get("CPU", 0.0)
+        servers = self.cfg.eval.policy_servers if self.policy_mode == "server" else 0
+        fit = int((total - servers * 1.0) // self.cfg.eval.cpus_per_worker)
+        if fit < n_workers:
+            log.warning("eval.workers %d x %.1f CPU + %d policy server(s) do not fit the cluster's %.0f CPUs: "
+                        "using %d worker(s)", n_workers, self.cfg.eval.cpus_per_worker, servers, total, max(1, fit))
+            n_workers = max(1, fit)
+        return n_workers
+
+    def _stop_actors(self) -> None:
+        """Retire every worker; keep each policy server's stats (policy_servers.json), then stop it."""
+        import ray
+
+        for slot in self.slots:
+            self._retire(slot)
+        infos = []
+        for server in self.servers:
+            try:
+                infos.append(ray.get(server.info.remote(), timeout=10))
+            except Exception as e:  # noqa: BLE001 - a dead server has no stats; say so
+                infos.append({"error": repr(e)})
+            ray.kill(server, no_restart=True)
+        if infos:
+            write_json_atomic(self.out / "policy_servers.json", infos)
 
     def _assign(self, slot: _Slot, keys: list[str]) -> None:
         spec = self.ledger.lease(self.plan.run, self.owner, keys, self.ttl)
