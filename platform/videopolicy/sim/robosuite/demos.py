@@ -80,18 +80,14 @@ def episode_seed(cfg: DemoConfig, task: str, shard: int, attempt: int) -> int:
 
 def generate_shard(cfg: DemoConfig, spec: ShardSpec) -> dict:
     """Run the expert until `spec.n_demos` successes (or the attempt budget), write the shard HDF5."""
-    import numpy as np
-
     from videopolicy.data.hdf5 import DemoWriter
     from videopolicy.sim.robosuite import env as rse
-    from videopolicy.sim.robosuite.experts import EXPERTS, TASK_INSTRUCTIONS, run_expert_episode
 
     t0 = time.time()
     cpu0 = time.process_time()
     render = rse.RenderSettings(preset=cfg.render.preset, gl=cfg.render.gl)
     rse.configure_gl(render.gl)
     env = rse.make_env(spec.task, cfg.cameras, cfg.image_size, render, seed=0, horizon=cfg.max_steps)
-    language = TASK_INSTRUCTIONS[spec.task]
     meta = {
         "generator": "scripted_expert",
         "generator_version": GENERATOR_VERSION,
@@ -102,37 +98,9 @@ def generate_shard(cfg: DemoConfig, spec: ShardSpec) -> dict:
         "image_size": cfg.image_size,
         **_sim_versions(),
     }
-    max_attempts = max(spec.n_demos, math.ceil(spec.n_demos * cfg.max_attempts_per_demo))
-    attempts, seeds, lengths, steps = 0, [], [], 0
     writer = DemoWriter(spec.path, rse.env_args(env, spec.task, cfg.cameras, cfg.image_size, render), meta)
     try:
-        while len(seeds) < spec.n_demos and attempts < max_attempts:
-            seed = episode_seed(cfg, spec.task, spec.index, attempts)
-            attempts += 1
-            rse.reseed(env, seed)
-            env.reset()
-            expert = EXPERTS[spec.task](env, np.random.default_rng(seed))
-            ep = run_expert_episode(env, expert, cfg.max_steps)
-            steps += ep["steps"]
-            if not ep["success"]:
-                continue
-            writer.add(
-                actions=ep["actions"],
-                frames=ep["frames"],
-                language=language,
-                states=ep["states"],
-                obs=ep.get("obs"),
-                model_file=rse.model_xml(env),
-                ep_meta={"seed": seed, "task": spec.task},
-            )
-            seeds.append(seed)
-            lengths.append(ep["steps"])
-        if len(seeds) < spec.n_demos:
-            raise RuntimeError(
-                f"{spec.task} shard {spec.index}: the scripted expert succeeded {len(seeds)}/{attempts} times, "
-                f"need {spec.n_demos} (demos.max_attempts_per_demo={cfg.max_attempts_per_demo}); "
-                "the expert or the simulator version is broken"
-            )
+        attempts, seeds, lengths, steps = _expert_demos(env, writer, cfg, spec)
         writer.meta.update(seeds=seeds, attempts=attempts)
         writer.close()
     except BaseException:
@@ -152,6 +120,47 @@ def generate_shard(cfg: DemoConfig, spec: ShardSpec) -> dict:
         "wall_s": time.time() - t0,
         "cpu_s": time.process_time() - cpu0,
     }
+
+
+def _expert_demos(env, writer, cfg: DemoConfig, spec: ShardSpec) -> tuple[int, list[int], list[int], int]:
+    """Seeded expert episodes on `env` until `spec.n_demos` successes, each written by `writer`; raises when
+    the attempt budget runs out first. Returns (attempts, seeds of the successes, their lengths, steps run)."""
+    import numpy as np
+
+    from videopolicy.sim.robosuite import env as rse
+    from videopolicy.sim.robosuite.experts import EXPERTS, TASK_INSTRUCTIONS, run_expert_episode
+
+    language = TASK_INSTRUCTIONS[spec.task]
+    max_attempts = max(spec.n_demos, math.ceil(spec.n_demos * cfg.max_attempts_per_demo))
+    attempts, seeds, lengths, steps = 0, [], [], 0
+    while len(seeds) < spec.n_demos and attempts < max_attempts:
+        seed = episode_seed(cfg, spec.task, spec.index, attempts)
+        attempts += 1
+        rse.reseed(env, seed)
+        env.reset()
+        expert = EXPERTS[spec.task](env, np.random.default_rng(seed))
+        ep = run_expert_episode(env, expert, cfg.max_steps)
+        steps += ep["steps"]
+        if not ep["success"]:
+            continue
+        writer.add(
+            actions=ep["actions"],
+            frames=ep["frames"],
+            language=language,
+            states=ep["states"],
+            obs=ep.get("obs"),
+            model_file=rse.model_xml(env),
+            ep_meta={"seed": seed, "task": spec.task},
+        )
+        seeds.append(seed)
+        lengths.append(ep["steps"])
+    if len(seeds) < spec.n_demos:
+        raise RuntimeError(
+            f"{spec.task} shard {spec.index}: the scripted expert succeeded {len(seeds)}/{attempts} times, "
+            f"need {spec.n_demos} (demos.max_attempts_per_demo={cfg.max_attempts_per_demo}); "
+            "the expert or the simulator version is broken"
+        )
+    return attempts, seeds, lengths, steps
 
 
 def merge_task(stage: StageDir, cfg: DemoConfig, task: str, results: list[dict]) -> dict:
