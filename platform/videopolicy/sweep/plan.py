@@ -69,20 +69,33 @@ def check_paired(sweep: SweepConfig) -> None:
         raise ConfigError(errs + ["comparisons must be paired: every row gets the same episode list"], sweep.name)
 
 
+class _Stages(dict):
+    """The plan's stages by id, in the order they were added (topological)."""
+
+    def add(self, stage: Stage, row: str) -> Stage:
+        """The plan's stage with this id (the first row's config runs it), now serving `row` too."""
+        stage = self.setdefault(stage.id, stage)
+        if row not in stage.rows:
+            stage.rows.append(row)
+        return stage
+
+
 def build_plan(sweep: SweepConfig, store: str, rows: Optional[list[str]] = None) -> Plan:
     check_paired(sweep)
     errs = [f"rows[{name}].{e}" for name, cfg in sweep.rows for e in row_model_problems(cfg)]
     if errs:
         raise ConfigError(errs, sweep.name)
-    nodes: dict[str, Stage] = {}
+    nodes = _Stages()
+    plans, policies = _add_training(sweep, rows, nodes)
+    _add_evaluations(sweep, plans, policies, nodes)
+    ids = list(nodes)  # keep the insertion order topological: an adaptive eval after its reference's eval
+    ids.sort(key=lambda i: isinstance(nodes[i], EvalStage) and nodes[i].reference is not None)
+    return Plan(sweep, store, {i: nodes[i] for i in ids}, plans)
 
-    def add(stage: Stage, row: str) -> Stage:
-        """The plan's stage with this id (the first row's config runs it), now serving `row` too."""
-        stage = nodes.setdefault(stage.id, stage)
-        if row not in stage.rows:
-            stage.rows.append(row)
-        return stage
 
+def _add_training(sweep: SweepConfig, rows: Optional[list[str]], nodes: _Stages
+                  ) -> tuple[list[RowPlan], dict[str, PolicySource]]:
+    """Each planned row's data and training stages (shared where their keys agree), and its policy."""
     plans: list[RowPlan] = []
     policies: dict[str, PolicySource] = {}
     for name, cfg in sweep.rows:
@@ -91,19 +104,24 @@ def build_plan(sweep: SweepConfig, store: str, rows: Optional[list[str]] = None)
         kind, stages = cfg.train.kind, {}
         stage2 = None
         if kind.trains and not cfg.train.policy_dir:  # a saved policy (policy_dir) is evaluated only
-            data = add(DataStage.of(cfg), name)
+            data = nodes.add(DataStage.of(cfg), name)
             stages["data"] = data.id
             init = None
             if kind.has_stage1:  # the video model is fine-tuned on every task's clips
                 s1 = all_tasks(cfg)
-                init = add(Stage1.of(s1, add(DataStage.of(s1), name)), name)
+                init = nodes.add(Stage1.of(s1, nodes.add(DataStage.of(s1), name)), name)
                 stages["stage1"] = init.id
-            stage2 = add(Stage2.of(cfg, data, init), name)
+            stage2 = nodes.add(Stage2.of(cfg, data, init), name)
             stages["stage2"] = stage2.id
         policies[name] = PolicySource.of(cfg, stage2)
         plans.append(RowPlan(name, cfg, stages))
+    return plans, policies
 
-    # evaluations: the reference rows' first, as adaptive rows depend on theirs (they stop against its outcomes)
+
+def _add_evaluations(sweep: SweepConfig, plans: list[RowPlan], policies: dict[str, PolicySource],
+                     nodes: _Stages) -> None:
+    """Each row's evaluation: the reference rows' first, as adaptive rows depend on theirs (they stop
+    against its outcomes)."""
     cfgs = {p.name: p.cfg for p in plans}
     fixed = {name: EvalStage.of(cfgs[name], policy) for name, policy in policies.items()}
     refs = {name: adaptive_reference(sweep, cfgs[name]) for name in policies}
@@ -121,15 +139,12 @@ def build_plan(sweep: SweepConfig, store: str, rows: Optional[list[str]] = None)
                     raise ConfigError([f"eval.adaptive.reference: rows {list(chain) + [ref]} compare with each "
                                        "other in a cycle; name a reference that runs its fixed budget"], sweep.name)
                 stage = EvalStage.of(cfgs[name], policies[name], evaluation(ref, chain + (name,)), ref)
-            evals[name] = add(stage, name)
+            evals[name] = nodes.add(stage, name)
         return evals[name]
 
     references = set(refs.values())
     for p in sorted(plans, key=lambda p: p.name not in references):
         p.stages["eval"] = evaluation(p.name).id
-    ids = list(nodes)  # keep the insertion order topological: an adaptive eval after its reference's eval
-    ids.sort(key=lambda i: isinstance(nodes[i], EvalStage) and nodes[i].reference is not None)
-    return Plan(sweep, store, {i: nodes[i] for i in ids}, plans)
 
 
 def adaptive_reference(sweep: SweepConfig, cfg: PlatformConfig) -> str:
