@@ -5,7 +5,7 @@ baseline (`baseline.DPResNetModel`).
 Each subclass registers itself under its ``kind`` (``ModelConfig.kind``) when it is defined, so
 ``PolicyModel.from_pretrained`` builds the kind a checkpoint's config names; `videopolicy.models.build`
 imports every kind and is where ``build_model`` lives. Adding a model kind = a subclass in its own module
-(its ``kind``, ``modes``, ``trainable_parts``, ``build``, forward and ``sample_actions``), imported in `build`.
+(its ``kind``, ``modes``, ``frozen_encoders``, ``trainable_parts``, forward and ``sample_actions``), imported in `build`.
 No module of this package imports that subclass's module back: the samplers take any model with the
 `sampler.JointDenoiser` methods, and the outputs live here.
 """
@@ -24,7 +24,8 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from videopolicy.models.config import ModelConfig, from_dict
-from videopolicy.models.text import TextEmbeddingCache, TextEncoder
+from videopolicy.models.text import TextEmbeddingCache, TextEncoder, build_text_encoder
+from videopolicy.models.vae import build_vae
 
 
 @dataclass
@@ -78,10 +79,16 @@ class PolicyModel(nn.Module):
         super().__init_subclass__(**kwargs)
         PolicyModel.kinds[cls.kind] = cls
 
+    frozen_encoders: tuple[str, ...] = ()  # the frozen encoders this kind uses: "vae", "text"
+
     @classmethod
     def build(cls, cfg: ModelConfig, with_encoders: bool = True) -> "PolicyModel":
-        """A fresh model of this kind, with the frozen encoders it uses attached if `with_encoders`."""
-        raise NotImplementedError
+        """A fresh model of this kind, with the frozen encoders it uses (`frozen_encoders`) attached if `with_encoders`."""
+        model = cls(cfg)
+        if with_encoders:
+            model.attach_encoders(vae=build_vae(cfg) if "vae" in cls.frozen_encoders else None,
+                                  text_encoder=build_text_encoder(cfg) if "text" in cls.frozen_encoders else None)
+        return model
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()

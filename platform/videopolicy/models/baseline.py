@@ -22,7 +22,6 @@ from videopolicy.models.action_head import ActionUNet1D
 from videopolicy.models.config import ModelConfig, SamplerConfig
 from videopolicy.models.base import LossOutput, PolicyModel, SampleOutput, as_tensor
 from videopolicy.models.sampler import euler_sample
-from videopolicy.models.text import build_text_encoder
 from videopolicy.models.vae import to_pixels
 
 MODES = ("baseline", "stage2")  # "stage2" too: in a sweep the baseline trains in the head-training stage
@@ -62,13 +61,7 @@ class DPResNetModel(PolicyModel):
 
     kind = "dp_resnet"
     modes = MODES
-
-    @classmethod
-    def build(cls, cfg: ModelConfig, with_encoders: bool = True) -> "DPResNetModel":
-        model = cls(cfg)
-        if with_encoders:  # no VAE: the ResNets read pixels
-            model.attach_encoders(text_encoder=build_text_encoder(cfg))
-        return model
+    frozen_encoders = ("text",)  # no VAE: the ResNets read pixels
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)

@@ -28,8 +28,7 @@ from videopolicy.models.base import LossOutput, PolicyModel, SampleOutput, as_te
 from videopolicy.models.config import MODES, ModelConfig, SamplerConfig
 from videopolicy.models.feature_taps import FeatureTaps, tap_geometry
 from videopolicy.models.sampler import sample
-from videopolicy.models.text import build_text_encoder
-from videopolicy.models.vae import ClipLatents, build_vae, encode_clip, encode_condition, to_pixels
+from videopolicy.models.vae import ClipLatents, encode_clip, encode_condition, to_pixels
 from videopolicy.models.video_unet import PerFrameContext, added_time_ids, build_video_unet, noise_embedding
 
 
@@ -38,13 +37,7 @@ class VideoPolicyModel(PolicyModel):
 
     kind = "video_policy"
     modes = MODES
-
-    @classmethod
-    def build(cls, cfg: ModelConfig, with_encoders: bool = True) -> "VideoPolicyModel":
-        model = cls(cfg)
-        if with_encoders:
-            model.attach_encoders(vae=build_vae(cfg), text_encoder=build_text_encoder(cfg))
-        return model
+    frozen_encoders = ("vae", "text")
 
     def __init__(self, cfg: ModelConfig, unet: Optional[nn.Module] = None):
         super().__init__(cfg)
