@@ -532,28 +532,25 @@ def _convert(value: Any, tp: Any, path: str, errors: list[str]) -> Any:
         return dict(value)
     if tp is Any:
         return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            errors.append(f"{path}: expected true/false, got {type(value).__name__} {value!r}")
-            return False
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            errors.append(f"{path}: expected an integer, got {type(value).__name__} {value!r}")
-            return 0
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            errors.append(f"{path}: expected a finite number, got {type(value).__name__} {value!r}")
-            return 0.0
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            errors.append(f"{path}: expected a string, got {type(value).__name__} {value!r}")
-            return ""
-        return value
+    if tp in _SCALARS:
+        accepts, expected, placeholder = _SCALARS[tp]
+        if not accepts(value):
+            errors.append(f"{path}: expected {expected}, got {type(value).__name__} {value!r}")
+            return placeholder
+        return float(value) if tp is float else value
     errors.append(f"{path}: unsupported type {_type_name(tp)}")
     return value
+
+
+#: scalar type -> (accepts a YAML value, what the error says was expected, the placeholder after an error).
+#: YAML's true/false are not numbers here, and a number must be finite.
+_SCALARS: dict[type, tuple[Any, str, Any]] = {
+    bool: (lambda v: isinstance(v, bool), "true/false", False),
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer", 0),
+    float: (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+            "a finite number", 0.0),
+    str: (lambda v: isinstance(v, str), "a string", ""),
+}
 
 
 def _build(cls, data: dict, path: str, errors: list[str]):
