@@ -76,19 +76,26 @@ class _Guided:
         return _guide(d, self.action_scale) if self.on else d
 
 
+def _start(model: JointDenoiser, cond_first: torch.Tensor, text: torch.Tensor, cfg: SamplerConfig, sigma: float,
+           generator: Optional[torch.Generator]) -> tuple[_Guided, torch.Tensor]:
+    """Both samplers' start: the guided model and the noisy video (B, F, C, h, w) at `sigma`."""
+    m = model.cfg
+    guided = _Guided(model, multiview.pack_condition(cond_first, m.frames_per_camera, m.pad_camera), text, cfg)
+    c, h, w = cond_first.shape[2:]
+    video = torch.randn((cond_first.shape[0], m.num_video_frames, c, h, w), generator=generator,
+                        device=cond_first.device) * edm.init_noise_scale(sigma)
+    return guided, video
+
+
 @torch.no_grad()
 def sample_joint(model: JointDenoiser, cond_first: torch.Tensor, text: torch.Tensor, cfg: SamplerConfig,
                  generator: Optional[torch.Generator] = None) -> SampleOutput:
     """cond_first: (B, V, C, h, w) unscaled current-frame latents; text: (B, D) -> SampleOutput."""
     m = model.cfg
-    b, dev = cond_first.shape[0], cond_first.device
-    guided = _Guided(model, multiview.pack_condition(cond_first, m.frames_per_camera, m.pad_camera), text, cfg)
     sigmas = edm.karras_sigmas(cfg.steps, cfg.sigma_min, cfg.sigma_max, cfg.rho).tolist()
-    scale = edm.init_noise_scale(sigmas[0])
-    c, h, w = cond_first.shape[2:]
-    video = torch.randn((b, m.num_video_frames, c, h, w), generator=generator, device=dev) * scale
-    actions = torch.randn((b, m.action_head.horizon, m.action_head.action_dim), generator=generator,
-                          device=dev) * scale
+    guided, video = _start(model, cond_first, text, cfg, sigmas[0], generator)
+    actions = torch.randn((cond_first.shape[0], m.action_head.horizon, m.action_head.action_dim), generator=generator,
+                          device=cond_first.device) * edm.init_noise_scale(sigmas[0])
     for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
         d_video, feats, s = guided.video(video, sigma, taps=True)
         d_actions = guided.actions(actions, sigma, model.action_condition(feats, s))
@@ -110,12 +117,8 @@ def sample_fast(model: JointDenoiser, cond_first: torch.Tensor, text: torch.Tens
                 generator: Optional[torch.Generator] = None) -> SampleOutput:
     """Decoupled: features from a few U-Net passes, the adapter once, then head-only Euler steps."""
     m = model.cfg
-    b, dev = cond_first.shape[0], cond_first.device
-    guided = _Guided(model, multiview.pack_condition(cond_first, m.frames_per_camera, m.pad_camera), text, cfg)
     passes = feature_sigmas(cfg)
-    c, h, w = cond_first.shape[2:]
-    video = torch.randn((b, m.num_video_frames, c, h, w), generator=generator, device=dev) \
-        * edm.init_noise_scale(passes[0])
+    guided, video = _start(model, cond_first, text, cfg, passes[0], generator)
     for i, sigma in enumerate(passes):
         last = i == len(passes) - 1
         d_video, feats, s = guided.video(video, sigma, taps=last)
@@ -123,9 +126,9 @@ def sample_fast(model: JointDenoiser, cond_first: torch.Tensor, text: torch.Tens
             video = edm.euler_step(video, d_video, sigma, passes[i + 1])
     global_cond = model.action_condition(feats, s)
     sigmas = edm.karras_sigmas(cfg.head_steps, cfg.sigma_min, cfg.head_sigma_max or cfg.sigma_max, cfg.rho)
-    shape = (b, m.action_head.horizon, m.action_head.action_dim)
+    shape = (cond_first.shape[0], m.action_head.horizon, m.action_head.action_dim)
     actions = euler_sample(lambda x, sigma: guided.actions(x, sigma, global_cond), shape, sigmas.tolist(),
-                           generator, dev)
+                           generator, cond_first.device)
     return SampleOutput(actions, None, None)
 
 
