@@ -33,13 +33,31 @@ def print_plan(plan: Plan) -> None:
 def finish_sweep(plan: Plan, outcomes: dict, results: pd.DataFrame, tracker, reference: str, sweep_id: str,
                  seconds: float) -> dict:
     """Log rows to MLflow, print and save the ablation table and the HTML report, record stage timings."""
-    from videopolicy.report import RowInfo, ablation_table, build_report
-    from videopolicy.tracking import log_report, log_row_results
-
     out_dir = Path(plan.store) / "reports" / sweep_id
     out_dir.mkdir(parents=True, exist_ok=True)
-    failed_rows = []
-    infos = []
+    failed_rows, infos = _finish_rows(plan, outcomes, results, tracker)
+    summary: dict = {"failed_rows": failed_rows, "report": None}
+    if not results.empty:
+        summary["report"] = _table_and_report(plan, results, infos, tracker, reference, sweep_id, out_dir)
+    _stage_timings(plan, outcomes, sweep_id, seconds, out_dir)
+    tracker.end(tracker.sweep_run(), "FAILED" if failed_rows else "FINISHED")
+    flushed = tracker.flush(restart_server=True)
+    line = (f"\nsweep {sweep_id} finished in {seconds:.0f}s; report {summary['report']}; MLflow UI {tracker.uri} "
+            f"(experiment {plan.sweep.name!r})")
+    if not getattr(flushed, "complete", True):
+        line += f"; {tracker.pending()} MLflow records still queued"
+    print(line)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _finish_rows(plan: Plan, outcomes: dict, results: pd.DataFrame, tracker) -> tuple[list[str], list]:
+    """End each row's MLflow run (FAILED, with its stages' errors, when one failed or was skipped), logging
+    its results; returns (failed rows, each row's RowInfo)."""
+    from videopolicy.report import RowInfo
+    from videopolicy.tracking import log_row_results
+
+    failed_rows, infos = [], []
     for row in plan.rows:
         bad = [outcomes[s] for s in row.stages.values() if outcomes.get(s) and outcomes[s].status in ("failed", "skipped")]
         if bad:
@@ -53,20 +71,30 @@ def finish_sweep(plan: Plan, outcomes: dict, results: pd.DataFrame, tracker, ref
         if not results.empty and row.name in set(results["row"]):
             log_row_results(tracker, row.name, results)
         tracker.end(tracker.row_run(row.name), "FAILED" if row.name in failed_rows else "FINISHED")
+    return failed_rows, infos
 
-    summary: dict = {"failed_rows": failed_rows, "report": None}
-    if not results.empty:
-        done_rows = [i for i in infos if i.name in set(results["row"])]
-        ref = reference if reference in {i.name for i in done_rows} else None
-        adaptive, hours = adaptive_settings(plan)
-        table = ablation_table(results, ref, rows=[i.name for i in done_rows], adaptive=adaptive, episode_hours=hours)
-        print("\n" + str(table) + "\n")
-        paths = build_report(results, done_rows, out_dir, ref, title=f"Video Policy ablation: {sweep_id}",
-                             adaptive=adaptive, episode_hours=hours)
-        log_report(tracker, paths, table.numeric)
-        summary["report"] = str(paths["report"])
-        results.to_parquet(out_dir / "episodes.parquet", index=False)
 
+def _table_and_report(plan: Plan, results: pd.DataFrame, infos: list, tracker, reference: str, sweep_id: str,
+                      out_dir: Path) -> str:
+    """Print the ablation table of the rows with results, write the HTML report and the episodes (logged
+    to MLflow too); returns the report's path."""
+    from videopolicy.report import ablation_table, build_report
+    from videopolicy.tracking import log_report
+
+    done_rows = [i for i in infos if i.name in set(results["row"])]
+    ref = reference if reference in {i.name for i in done_rows} else None
+    adaptive, hours = adaptive_settings(plan)
+    table = ablation_table(results, ref, rows=[i.name for i in done_rows], adaptive=adaptive, episode_hours=hours)
+    print("\n" + str(table) + "\n")
+    paths = build_report(results, done_rows, out_dir, ref, title=f"Video Policy ablation: {sweep_id}",
+                         adaptive=adaptive, episode_hours=hours)
+    log_report(tracker, paths, table.numeric)
+    results.to_parquet(out_dir / "episodes.parquet", index=False)
+    return str(paths["report"])
+
+
+def _stage_timings(plan: Plan, outcomes: dict, sweep_id: str, seconds: float, out_dir: Path) -> None:
+    """Each stage's status and seconds: printed, and saved as stages.json."""
     timings = [{"stage": o.id, "kind": plan.nodes[o.id].kind, "status": o.status, "seconds": round(o.seconds, 1),
                 "rows": plan.nodes[o.id].rows, "error": o.error} for o in outcomes.values()]
     write_json_atomic(out_dir / "stages.json", {"sweep": sweep_id, "seconds": seconds, "stages": timings})
@@ -74,15 +102,6 @@ def finish_sweep(plan: Plan, outcomes: dict, results: pd.DataFrame, tracker, ref
     for t in timings:
         print(f"{t['stage'][:25]:<26}{t['status']:<9}{t['seconds']:>8.0f}  {','.join(t['rows'])}"
               + (f"\n    {t['error']}" if t["error"] else ""))
-    tracker.end(tracker.sweep_run(), "FAILED" if failed_rows else "FINISHED")
-    flushed = tracker.flush(restart_server=True)
-    print(f"\nsweep {sweep_id} finished in {seconds:.0f}s; report {summary['report']}; MLflow UI {tracker.uri} "
-          f"(experiment {plan.sweep.name!r}); {tracker.pending()} MLflow records still queued"
-          if not getattr(flushed, "complete", True) else
-          f"\nsweep {sweep_id} finished in {seconds:.0f}s; report {summary['report']}; MLflow UI {tracker.uri} "
-          f"(experiment {plan.sweep.name!r})")
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    return summary
 
 
 def adaptive_settings(plan: Plan):
