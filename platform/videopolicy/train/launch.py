@@ -21,6 +21,7 @@ from typing import Literal, Optional
 
 from videopolicy.config import PlatformConfig, StageRunConfig, to_dict
 from videopolicy.row_kinds import ROW_KINDS
+from videopolicy.store import stable_seed
 from videopolicy.train.checkpoint import (
     INFO_FILE,
     POLICY_DIR,
@@ -202,7 +203,9 @@ def _train_dataset(spec: TrainSpec):
     n = max(int(ds.manifest["clip_counts"].get("train", 1)), 1)
     per_step = spec.run.batch_size * spec.cfg.train.workers
     repeat = max(1, min(math.ceil(min(spec.run.steps, EPOCH_STEPS) * per_step / n), 64))
-    return ds.ray_dataset("train", shuffle=True, repeat=repeat)
+    # seeded by the run: the same config trains on the same clip order (Ray Data's default reshuffles
+    # differently on every launch, which made a 4-demo closed-loop test pass or fail by chance)
+    return ds.ray_dataset("train", shuffle=True, repeat=repeat, seed=stable_seed("clips", spec.name, spec.cfg.train.seed))
 
 
 EPOCH_STEPS = 500  # steps served by one execution of the training dataset (at most; see _train_dataset)
