@@ -67,6 +67,16 @@ def test_euler_loop_matches_diffusers_step_by_step():
     assert torch.allclose(ours, x.double(), rtol=1e-4, atol=1e-5)
 
 
+def test_decoupled_action_sigmas_have_their_own_lognormal():
+    """edm.action_p_mean/std: the action sigmas' log has that mean and std; the video's keeps p_mean/p_std."""
+    g = torch.Generator().manual_seed(0)
+    cfg = EDMConfig(action_sigma="independent", action_p_mean=-1.2, action_p_std=1.2)
+    video, action = edm.training_sigmas(20000, cfg, "stage1", g)
+    assert abs(float(action.log().mean()) + 1.2) < 0.05 and abs(float(action.log().std()) - 1.2) < 0.05
+    assert abs(float(video.log().mean()) - cfg.p_mean) < 0.05 and abs(float(video.log().std()) - cfg.p_std) < 0.05
+    assert any("action_p_mean" in e for e in EDMConfig(action_p_mean=-1.2).validate())  # tied: refused
+
+
 def test_training_sigmas_tied_or_independent():
     g = torch.Generator().manual_seed(0)
     video, action = edm.training_sigmas(4096, EDMConfig(), "joint", g)
