@@ -17,16 +17,14 @@ from videopolicy.runtime import init_ray
 def parse_args(argv):
     p = cli.parser(__doc__)
     cli.add_config_args(p)
-    p.add_argument("--skip-bad", action="store_true",
-                   help="skip invalid demos (reported) instead of failing (= --set demos.skip_bad=true)")
+    cli.add_skip_bad(p)
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     cli.setup_logging()
-    # --skip-bad is an override like --set: the config is not changed after validation
-    _, _, cfg = cli.load_row(args, extra={"demos": {"skip_bad": True}} if args.skip_bad else None)
+    _, _, cfg = cli.load_row(args)  # --skip-bad is an override like --set (cli.add_skip_bad)
     store = cli.store_of(args, cfg)
     try:
         check_demo_files(cfg)

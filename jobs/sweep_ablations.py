@@ -29,8 +29,7 @@ def parse_args(argv):
     p.add_argument("--max-concurrent", type=int, default=1, help="stages running at once (1 on small boxes)")
     p.add_argument("--run-id", default=None,
                    help="this sweep instance's name in MLflow; the same id re-attaches (default: name + config hash)")
-    p.add_argument("--skip-bad", action="store_true",
-                   help="skip invalid demos (reported) instead of failing (= --set demos.skip_bad=true)")
+    cli.add_skip_bad(p)
     return p.parse_args(argv)
 
 
@@ -40,8 +39,7 @@ def main(argv=None):
 
     # 1. Validate everything and plan before any cluster resources are spent. --skip-bad is an override
     # like --set (the configs are not changed after validation; demos.skip_bad is part of the data keys).
-    skip_bad = {"demos": {"skip_bad": True}} if args.skip_bad else None
-    sweep = cli.load_sweep_args(args, check_files=not args.plan, extra=skip_bad)
+    sweep = cli.load_sweep_args(args, check_files=not args.plan)
     try:
         names = [n for n, _ in sweep.rows]
         if args.rows and set(args.rows) - set(names):

@@ -94,6 +94,13 @@ def parse_sets(items: list[str], errors: list[str]) -> dict:
     return out
 
 
+def add_skip_bad(p: argparse.ArgumentParser) -> None:
+    """--skip-bad: a flag for the override demos.skip_bad=true (applied by `overrides_of`, not afterwards:
+    skip_bad is part of the data keys, and configs are not changed after validation)."""
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip invalid demos (reported) instead of failing (= --set demos.skip_bad=true)")
+
+
 def overrides_of(args: argparse.Namespace, extra: Optional[dict] = None) -> dict:
     """The --set overrides (checked against the config's keys and types), merged with `extra` (flags)."""
     errors: list[str] = []
@@ -104,7 +111,8 @@ def overrides_of(args: argparse.Namespace, extra: Optional[dict] = None) -> dict
         errors += e.errors
     if errors:
         raise ConfigError(errors)
-    return merge_overrides(extra or {}, sets)  # --set wins over a flag
+    flags = merge_overrides({"demos": {"skip_bad": True}}, extra or {}) if getattr(args, "skip_bad", False) else extra
+    return merge_overrides(flags or {}, sets)  # --set wins over a flag
 
 
 def load_row(args: argparse.Namespace, check_files: bool = True, extra: Optional[dict] = None,
