@@ -25,6 +25,11 @@ def test_free_port_is_bindable_on_loopback_and_port_is_free_sees_a_listener():
 def test_pid_alive_counts_an_unreaped_child_as_gone():
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
+        # Popen returns once exec has begun; the kernel fills /proc/<pid>/cmdline a moment later
+        for _ in range(200):
+            if "time.sleep(30)" in cmdline(child.pid):
+                break
+            time.sleep(0.01)
         assert pid_alive(child.pid) and "time.sleep(30)" in cmdline(child.pid)
         child.kill()
         deadline = time.monotonic() + 10
