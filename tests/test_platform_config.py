@@ -84,6 +84,16 @@ def test_smoke_sweep_file_is_valid():
     assert sweep.row("horizon_16").clips.frames_per_camera == 4
     # rows only change what they override
     assert sweep.row("half_tasks").demos == sweep.base.demos
+    assert sweep.pipeline_check  # its tables say they are not results
+
+
+def test_pipeline_check_must_be_a_boolean(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text("name: t\npipeline_check: yes please\nbase: {demos: {tasks: [Lift]}}\n")
+    with pytest.raises(ConfigError, match="pipeline_check: expected true or false, got 'yes please'"):
+        load_sweep(p)
+    p.write_text("name: t\nbase: {demos: {tasks: [Lift]}}\n")
+    assert load_sweep(p).pipeline_check is False
 
 
 def test_bad_yaml_and_missing_file(tmp_path):

@@ -90,6 +90,17 @@ def test_ablation_table_numbers_and_files(tmp_path):
     assert str(table) == paths["md"].read_text()
 
 
+def test_a_notice_labels_the_table_in_every_format(tmp_path):
+    plain = ablation_table(results(), reference_row="two_stage")
+    labelled = ablation_table(results(), reference_row="two_stage", notice="PIPELINE CHECK, not results")
+    assert "PIPELINE CHECK" not in str(plain) + plain.to_html()
+    assert str(labelled).startswith("> **PIPELINE CHECK, not results**\n\n| row |")
+    assert str(labelled).split("\n", 2)[2] == str(plain)  # the label is added, nothing else changes
+    assert labelled.to_html().startswith('<p class="notice"><strong>PIPELINE CHECK')
+    paths = labelled.save(tmp_path)
+    assert paths["md"].read_text().startswith("> **PIPELINE CHECK") and "PIPELINE CHECK" in paths["html"].read_text()
+
+
 def test_rows_on_other_episodes_get_no_delta():
     df = results({"two_stage": RATES["two_stage"], "joint": RATES["joint"]})
     other = df[df["row"] == "joint"].assign(row="libero", episode_key=lambda d: "libero10/" + d["episode_key"])

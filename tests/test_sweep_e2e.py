@@ -69,6 +69,10 @@ def test_sweep_end_to_end_survives_a_killed_driver(ray_cluster, tmp_path):
             assert row in second.stdout  # the printed ablation table
         html = Path(json.loads((report_dir / "summary.json").read_text())["report"]).read_text()
         assert all(row in html for row in ROWS)
+        # a pipeline check (ci.yaml, like smoke.yaml) says so wherever its table goes
+        assert second.stdout.count("PIPELINE CHECK, not results") == 2  # above the table and in the last lines
+        assert "PIPELINE CHECK, not results" in html and "<title>Pipeline check:" in html
+        assert (report_dir / "ablation.md").read_text().startswith("> **PIPELINE CHECK, not results")
 
         # 4. MLflow: one parent, one child per row, one run per stage; tables logged; no duplicates.
         client = MlflowClient(ensure_tracking(store))

@@ -474,6 +474,8 @@ class SweepConfig:
     base: PlatformConfig
     rows: list[tuple[str, PlatformConfig]]
     implicit_base_row: bool = False  # the file has no `rows`: its base runs as the one row "base"
+    # Budgets too small for a policy to learn (the smoke sweep): its tables and report say so
+    pipeline_check: bool = False
 
     def row(self, name: str) -> PlatformConfig:
         for row_name, cfg in self.rows:
@@ -681,7 +683,7 @@ def load_sweep(path: str | Path, check_files: bool = True, overrides: dict | Non
     overrides, to every row."""
     data = load_yaml(path)
     errors: list[str] = []
-    allowed = {"name", "base", "rows", "description"}
+    allowed = {"name", "base", "rows", "description", "pipeline_check"}
     for key in data:
         if key not in allowed:
             errors.append(f"{key}: unknown top-level key{_hint(key, allowed)}; valid keys: {sorted(allowed)}")
@@ -711,7 +713,10 @@ def load_sweep(path: str | Path, check_files: bool = True, overrides: dict | Non
         row_data = merge_overrides(merge_overrides(base_data, row.overrides), overrides or {})
         cfg = _config_or_errors(row_data, f"rows[{i}]({row.name})", errors, check_files)
         rows.append((row.name, cfg))
+    check = data.get("pipeline_check", False)
+    if not isinstance(check, bool):
+        errors.append(f"pipeline_check: expected true or false, got {check!r}")
     if errors:
         raise ConfigError(errors, str(path))
     return SweepConfig(name=data.get("name") or Path(path).stem, base=base, rows=rows,
-                       implicit_base_row="rows" not in data)
+                       implicit_base_row="rows" not in data, pipeline_check=check)

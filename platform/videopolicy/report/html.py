@@ -131,7 +131,7 @@ def axes_section(rows: list[RowInfo]) -> str:
 
 def build_report(results: pd.DataFrame, rows: list[RowInfo], out_dir: str | Path, reference_row: str | None = None,
                  title: str = "Video Policy ablation", adaptive=None,
-                 episode_hours: dict[str, float] | None = None) -> dict[str, Path]:
+                 episode_hours: dict[str, float] | None = None, notice: str = "") -> dict[str, Path]:
     """Write report.html and the ablation table (ablation.csv / .md / .html) into out_dir.
 
     results: per-episode records of every row (harness schema + `row`); rows: the sweep's rows in
@@ -145,7 +145,7 @@ def build_report(results: pd.DataFrame, rows: list[RowInfo], out_dir: str | Path
         raise ValueError(f"build_report: no results for row(s) {missing}")
     rows = rows or [RowInfo(n) for n in names]
     table = ablation_table(results, reference_row=reference_row, rows=names, adaptive=adaptive,
-                           episode_hours=episode_hours)  # adaptive: eval.adaptive (episodes run, anytime-valid delta)
+                           episode_hours=episode_hours, notice=notice)  # adaptive: eval.adaptive (episodes run, anytime-valid delta)
     paths = table.save(out)
     done = int((results["status"] == "done").sum())
     infra = int((results["status"] == "infra_error").sum())

@@ -49,6 +49,7 @@ class AblationTable:
     deltas: dict[str, PairedDifference] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)  # row -> why it has no paired delta
     adaptive: object = None  # the eval.adaptive config when the sweep ran adaptively (adds its columns)
+    notice: str = ""  # printed above the table wherever it goes (a pipeline check's "not results" label)
 
     @property
     def delta_column(self) -> str:
@@ -74,7 +75,8 @@ class AblationTable:
         lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
         for rec in self.cells.itertuples(index=False):
             lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in rec) + " |")
-        return "\n".join(lines) + "\n\n" + self.caption + "\n"
+        head = f"> **{self.notice}**\n\n" if self.notice else ""
+        return head + "\n".join(lines) + "\n\n" + self.caption + "\n"
 
     def to_html(self) -> str:
         head = "".join(f"<th>{html.escape(c)}</th>" for c in self.cells.columns)
@@ -84,7 +86,8 @@ class AblationTable:
             cls = ' class="reference"' if row == self.reference_row else ""
             tds = "".join(f"<td>{html.escape(str(v))}</td>" for v in rec[1:])
             body.append(f'<tr data-row="{html.escape(row)}"{cls}><th scope="row">{html.escape(row)}</th>{tds}</tr>')
-        return (f'<table class="ablation"><caption>{html.escape(self.caption)}</caption><thead><tr>{head}</tr></thead>'
+        notice = f'<p class="notice"><strong>{html.escape(self.notice)}</strong></p>' if self.notice else ""
+        return (f'{notice}<table class="ablation"><caption>{html.escape(self.caption)}</caption><thead><tr>{head}</tr></thead>'
                 f'<tbody>{"".join(body)}</tbody></table>')
 
     def __str__(self) -> str:
@@ -105,13 +108,16 @@ class AblationTable:
 TABLE_CSS = ("table.ablation{border-collapse:collapse;font:13px system-ui,sans-serif}"
              "table.ablation th,table.ablation td{border:1px solid #ccc;padding:4px 8px;text-align:right}"
              "table.ablation th[scope=row]{text-align:left}table.ablation tr.reference{background:#f3f6fb}"
-             "table.ablation caption{caption-side:bottom;text-align:left;color:#555;padding-top:4px}")
+             "table.ablation caption{caption-side:bottom;text-align:left;color:#555;padding-top:4px}"
+             "p.notice{background:#fff3cd;border:1px solid #e0c36a;padding:6px 10px;font:14px system-ui,sans-serif}")
 
 
 def ablation_table(results: pd.DataFrame, reference_row: str | None = None, rows: list[str] | None = None,
                    tasks: list[str] | None = None, adaptive=None,
-                   episode_hours: dict[str, float] | None = None) -> AblationTable:
+                   episode_hours: dict[str, float] | None = None, notice: str = "") -> AblationTable:
     """The paper-style table from the per-episode frame (all rows, harness schema plus `row`).
+
+    notice: a label printed above the table in every format (a pipeline check's "not results").
 
     rows / tasks: their order (default: order of appearance). A row that was not evaluated on the
     reference row's episodes gets no delta (noted), rather than a meaningless unpaired one.
@@ -159,7 +165,7 @@ def ablation_table(results: pd.DataFrame, reference_row: str | None = None, rows
         numeric.append(num)
         cells.append(cell)
     table = AblationTable(rows, tasks, reference_row, pd.DataFrame(numeric), pd.DataFrame(cells), deltas, notes,
-                          adaptive)
+                          adaptive, notice)
     table.cells = table.cells.rename(columns={"delta": table.delta_column})
     return table
 

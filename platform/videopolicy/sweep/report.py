@@ -11,6 +11,10 @@ from videopolicy.store import write_json_atomic
 from videopolicy.sweep.plan import Plan
 from videopolicy.sweep.stages import DataStage, EvalStage, episode_list_id
 
+PIPELINE_CHECK_NOTICE = ("PIPELINE CHECK, not results: this sweep's training and evaluation budgets are far too small "
+                         "for a policy to learn (its file sets pipeline_check: true). The numbers show that every "
+                         "stage ran, not how the methods compare.")
+
 
 def print_plan(plan: Plan) -> None:
     from videopolicy.sweep.estimate import UTILISATION, estimate
@@ -42,8 +46,9 @@ def finish_sweep(plan: Plan, outcomes: dict, results: pd.DataFrame, tracker, ref
     _stage_timings(plan, outcomes, sweep_id, seconds, out_dir)
     tracker.end(tracker.sweep_run(), "FAILED" if failed_rows else "FINISHED")
     flushed = tracker.flush(restart_server=True)
-    line = (f"\nsweep {sweep_id} finished in {seconds:.0f}s; report {summary['report']}; MLflow UI {tracker.uri} "
-            f"(experiment {plan.sweep.name!r})")
+    line = ("\n" + PIPELINE_CHECK_NOTICE if plan.sweep.pipeline_check else "") + (
+        f"\nsweep {sweep_id} finished in {seconds:.0f}s; report {summary['report']}; MLflow UI {tracker.uri} "
+        f"(experiment {plan.sweep.name!r})")
     if not getattr(flushed, "complete", True):
         line += f"; {tracker.pending()} MLflow records still queued"
     print(line)
@@ -84,10 +89,13 @@ def _table_and_report(plan: Plan, results: pd.DataFrame, infos: list, tracker, r
     done_rows = [i for i in infos if i.name in set(results["row"])]
     ref = reference if reference in {i.name for i in done_rows} else None
     adaptive, hours = adaptive_settings(plan)
-    table = ablation_table(results, ref, rows=[i.name for i in done_rows], adaptive=adaptive, episode_hours=hours)
+    notice = PIPELINE_CHECK_NOTICE if plan.sweep.pipeline_check else ""
+    table = ablation_table(results, ref, rows=[i.name for i in done_rows], adaptive=adaptive, episode_hours=hours,
+                           notice=notice)
     print("\n" + str(table) + "\n")
-    paths = build_report(results, done_rows, out_dir, ref, title=f"Video Policy ablation: {sweep_id}",
-                         adaptive=adaptive, episode_hours=hours)
+    title = f"{'Pipeline check' if notice else 'Video Policy ablation'}: {sweep_id}"
+    paths = build_report(results, done_rows, out_dir, ref, title=title, adaptive=adaptive, episode_hours=hours,
+                         notice=notice)
     log_report(tracker, paths, table.numeric)
     results.to_parquet(out_dir / "episodes.parquet", index=False)
     return str(paths["report"])
