@@ -52,6 +52,25 @@ def test_condition_dropout_is_per_frame_as_the_authors():
     assert torch.allclose(rows[text_kept], text[:, None].expand(b, f, 64)[text_kept])
 
 
+def test_stage2_cond_dropout_overrides_the_dropout_in_stage2_only():
+    """edm.stage2_cond_dropout: 0 keeps every frame's condition in stage 2 (no CFG branch to train);
+    stage 1 keeps the authors' per-frame dropout."""
+    from videopolicy.models.config import EDMConfig
+
+    edm_cfg = EDMConfig(cond_dropout=0.5, action_sigma="independent", feature_sigma=700.0, stage2_cond_dropout=0.0)
+    cfg = tiny_config(edm=edm_cfg)
+    data = synthetic_clips(4)
+    text = torch.randn(4, 64, generator=torch.Generator().manual_seed(1))
+    kept = {}
+    for mode in ("stage1", "stage2"):
+        model = VideoPolicyModel(cfg).attach_encoders(vae=build_vae(cfg)).set_mode(mode).train()
+        seen = _capture(model)
+        model({"frames": data["frames"], "text_emb": text, "actions": data["actions"]}, mode,
+              torch.Generator().manual_seed(0))
+        kept[mode] = seen["sample"][:, :, 4:].flatten(2).abs().sum(-1) > 0  # concat channels per frame, (B, F)
+    assert kept["stage2"].all() and not kept["stage1"].all()
+
+
 def test_per_frame_context_equals_the_shared_one_when_all_frames_agree():
     cfg = tiny_config()
     model = VideoPolicyModel(cfg).eval()

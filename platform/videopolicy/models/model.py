@@ -162,11 +162,13 @@ class VideoPolicyModel(PolicyModel):
         inputs = self.prepare(batch, generator)
         video, cond, text = inputs["video"], inputs["cond"], inputs["text"]
         b, dev = video.shape[0], video.device
-        if self.training and self.cfg.edm.cond_dropout > 0:
+        e = self.cfg.edm
+        dropout = e.stage2_cond_dropout if mode == "stage2" and e.stage2_cond_dropout is not None else e.cond_dropout
+        if self.training and dropout > 0:
             # The authors drop text and concat latents independently per frame (their conditioner holds
             # B x F rows): this shapes the unconditional branch that classifier-free guidance uses.
             f = video.shape[1]
-            keep = (torch.rand(2, b, f, generator=generator, device=dev) >= self.cfg.edm.cond_dropout).float()
+            keep = (torch.rand(2, b, f, generator=generator, device=dev) >= dropout).float()
             text = text[:, None] * keep[0, :, :, None]  # (B, F, D)
             cond = cond * edm.append_dims(keep[1], cond.ndim)
         video_sigma, action_sigma = edm.training_sigmas(b, self.cfg.edm, mode, generator, dev)
