@@ -120,6 +120,14 @@ class VAEConfig:
     # concat conditioning drowns in the U-Net's unit-variance noise input and the sampled targets are
     # mostly noise (vae.calibrate_latent_std). None: the preset's; 0: leave the init as it is.
     latent_std: Optional[float] = None
+    # Random init only: first fit the VAE to the clip stage's frames (reconstruction, a small KL), as SVD's
+    # VAE was trained before the U-Net, then scale its latents to latent_std. Every stage on the same
+    # clips shares the fitted weights through the store (train/vae_fit.py). A random encoder keeps
+    # too little of a 64 px frame: measured on 4 Lift demos, stage 2's adapter collapsed to one output
+    # for every clip on a random VAE and did not on a fitted one (600 steps, reconstruction PSNR 27 dB).
+    fit_steps: int = 0
+    fit_batch_size: int = 32
+    fit_lr: float = 1e-3
     pretrained: Optional[str] = None
     pretrained_subfolder: Optional[str] = "vae"
 
@@ -139,6 +147,11 @@ class VAEConfig:
             errs.append("encode_chunk: must be > 0")
         if self.latent_std is not None and self.latent_std < 0:
             errs.append("latent_std: must be >= 0 (0 leaves a random VAE's scale as initialised)")
+        if self.fit_steps < 0 or self.fit_batch_size <= 0 or self.fit_lr <= 0:
+            errs.append("fit_steps/fit_batch_size/fit_lr: need fit_steps >= 0, fit_batch_size > 0, fit_lr > 0")
+        if self.fit_steps and self.pretrained:
+            errs.append(f"fit_steps: {self.fit_steps} fits a random-init VAE; this one loads {self.pretrained!r}. "
+                        f"Fix: drop vae.fit_steps, or vae.pretrained")
         return errs
 
     @property

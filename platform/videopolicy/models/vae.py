@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from diffusers import AutoencoderKLTemporalDecoder
@@ -35,7 +35,7 @@ def build_vae(cfg: ModelConfig) -> AutoencoderKLTemporalDecoder:
                 down_block_types=("DownEncoderBlock2D",) * n, block_out_channels=tuple(v.block_out_channels),
                 layers_per_block=v.layers_per_block, latent_channels=v.latent_channels,
                 scaling_factor=v.scaling_factor)
-            if v.latent_std:
+            if v.latent_std and not v.fit_steps:  # a fitted VAE is scaled after its fit (fit_vae)
                 calibrate_latent_std(vae, v.latent_std, cfg.image_size)
     return vae.eval().requires_grad_(False)
 
@@ -64,6 +64,49 @@ def calibrate_latent_std(vae: AutoencoderKLTemporalDecoder, target: float, image
     conv.weight[c:] = 0.0
     conv.bias[c:] = 2 * math.log(posterior_std * target)
     return k
+
+
+KL_WEIGHT = 1e-6  # the fit's KL term: enough to keep the posterior finite, small next to reconstruction
+
+
+def fit_vae(vae: AutoencoderKLTemporalDecoder, pixels: Callable[[torch.Generator], torch.Tensor], steps: int,
+            lr: float, latent_std: float, generator: torch.Generator, log_every: int = 100) -> list[float]:
+    """Train a random-init VAE as an autoencoder, then scale its latents to std `latent_std`.
+
+    pixels(generator) -> a batch (N, 3, H, W) in [-1, 1]. Loss: MSE of the decoded posterior sample
+    plus KL_WEIGHT x KL; then ``scale_latents``. Returns the reconstruction MSE every `log_every` steps
+    (and at the last).
+    """
+    vae.train().requires_grad_(True)
+    opt = torch.optim.Adam(vae.parameters(), lr=lr)
+    curve = []
+    for step in range(steps):
+        x = pixels(generator)
+        dist = vae.encode(x).latent_dist
+        z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=generator, device=x.device)
+        mse = (vae.decode(z, num_frames=1).sample - x).pow(2).mean()
+        kl = 0.5 * (dist.mean.pow(2) + dist.var - 1 - dist.logvar).sum((1, 2, 3)).mean()
+        opt.zero_grad(set_to_none=True)
+        (mse + KL_WEIGHT * kl).backward()
+        opt.step()
+        if step % log_every == 0 or step == steps - 1:
+            curve.append(float(mse.detach()))
+    vae.eval().requires_grad_(False)
+    if latent_std:
+        with torch.no_grad():
+            scale_latents(vae, latent_std / float(vae.encode(pixels(generator)).latent_dist.mean.std()))
+    return curve
+
+
+@torch.no_grad()
+def scale_latents(vae: AutoencoderKLTemporalDecoder, k: float) -> None:
+    """Latents x k, reconstructions unchanged: the encoder's mean rows of ``quant_conv`` times k, its
+    log-variance + 2 log k (the posterior keeps its relative width), the decoder's first conv / k."""
+    conv, c = vae.quant_conv, vae.quant_conv.out_channels // 2  # rows: C means, then C log-variances
+    conv.weight[:c] *= k
+    conv.bias[:c] *= k
+    conv.bias[c:] += 2 * math.log(k)
+    vae.decoder.conv_in.weight /= k
 
 
 def to_pixels(frames: torch.Tensor) -> torch.Tensor:

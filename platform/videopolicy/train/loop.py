@@ -120,6 +120,11 @@ def train_loop_per_worker(config: dict) -> None:
 
     ds = ClipDataset.open(spec.clips_path)
     model = _build_model(spec).set_mode(spec.mode)
+    v = model.cfg.resolve().vae
+    if model.kind == "video_policy" and not spec.init_from and v.fit_steps:  # init_from carries its fitted VAE
+        from videopolicy.train.vae_fit import fitted_vae
+
+        fitted_vae(model.vae, ds, v, cfg.train.seed)
     step, run_id, state = 0, spec.mlflow_run_id, None
     found = None
     resumed = ray.train.get_checkpoint()
