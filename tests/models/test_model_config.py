@@ -61,7 +61,7 @@ def test_presets_resolve_completely_and_validly(preset):
         for part in name.split("."):
             value = getattr(value, part)
         if name.endswith(("pretrained", "pretrained_subfolder", "bpe_path", "feature_sigma", "guidance_min",
-                          "head_sigma_max", "action_p_mean", "action_p_std")):
+                          "head_sigma_max", "action_p_mean", "action_p_std", "stage2_cond_dropout")):
             continue  # genuinely optional
         if preset == "tiny" and name.endswith("_groups"):
             continue  # adapter GroupNorm groups: a rule unless given (svd-xt gives the authors')
