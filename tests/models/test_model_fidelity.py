@@ -71,6 +71,36 @@ def test_stage2_cond_dropout_overrides_the_dropout_in_stage2_only():
     assert kept["stage2"].all() and not kept["stage1"].all()
 
 
+def test_feature_noise_off_feeds_the_unet_a_zero_video_in_stage2_and_the_fast_sampler():
+    """edm.feature_noise: false makes stage-2 features a function of the observation alone: the U-Net's
+    noisy-video channels are zero in training (stage 2 only) and in the fast sampler."""
+    from videopolicy.models.config import EDMConfig, SamplerConfig
+    from videopolicy.models.sampler import sample
+
+    edm_cfg = EDMConfig(action_sigma="independent", feature_sigma=700.0, feature_noise=False, cond_dropout=0.0)
+    cfg = tiny_config(edm=edm_cfg, sampler=SamplerConfig(mode="fast", head_steps=2))
+    assert not cfg.problems()
+    data = synthetic_clips(2)
+    text = torch.randn(2, 64, generator=torch.Generator().manual_seed(1))
+    noise = {}
+    for mode in ("stage1", "stage2"):
+        model = VideoPolicyModel(cfg).attach_encoders(vae=build_vae(cfg)).set_mode(mode).train()
+        seen = _capture(model)
+        model({"frames": data["frames"], "text_emb": text, "actions": data["actions"]}, mode,
+              torch.Generator().manual_seed(0))
+        noise[mode] = seen["sample"][:, :, :4].abs().amax().item()  # the noisy-video channels
+    assert noise["stage2"] == 0.0 and noise["stage1"] > 1.0
+    model = VideoPolicyModel(cfg).eval()
+    seen = _capture(model)
+    cond = torch.randn(2, 3, 4, 8, 8, generator=torch.Generator().manual_seed(2))
+    sample(model, cond, text, cfg.sampler, torch.Generator().manual_seed(3))
+    assert seen["sample"][:, :, :4].abs().amax().item() == 0.0
+    # trained for one zero-noise pass: other samplers are refused, and the fixed sigma is required
+    joint = tiny_config(edm=edm_cfg, sampler=SamplerConfig(mode="joint"))
+    assert any("feature_noise" in e for e in joint.problems())
+    assert any("feature_noise" in e for e in EDMConfig(action_sigma="independent", feature_noise=False).validate())
+
+
 def test_per_frame_context_equals_the_shared_one_when_all_frames_agree():
     cfg = tiny_config()
     model = VideoPolicyModel(cfg).eval()

@@ -67,6 +67,14 @@ def training_sigmas(batch: int, cfg: EDMConfig, mode: str, generator: Optional[t
     return video, action
 
 
+def noisy_video(video: torch.Tensor, sigma: torch.Tensor, cfg: EDMConfig, mode: str,
+                generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """The U-Net's noisy input for training: x0 + sigma * eps, or zeros for stage 2 without feature noise."""
+    if mode == "stage2" and not cfg.feature_noise:
+        return torch.zeros_like(video)
+    return add_noise(video, sigma, generator)
+
+
 def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float,
                   append_zero: bool = True) -> torch.Tensor:
     """EDM discretisation, decreasing from sigma_max to sigma_min (then 0): shape (steps [+1],).

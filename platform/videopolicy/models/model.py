@@ -172,7 +172,7 @@ class VideoPolicyModel(PolicyModel):
             text = text[:, None] * keep[0, :, :, None]  # (B, F, D)
             cond = cond * edm.append_dims(keep[1], cond.ndim)
         video_sigma, action_sigma = edm.training_sigmas(b, self.cfg.edm, mode, generator, dev)
-        noisy = edm.add_noise(video, video_sigma, generator)
+        noisy = edm.noisy_video(video, video_sigma, e, mode, generator)
         if mode == "stage1":
             d_video, _ = self.denoise_video(noisy, video_sigma, cond, text)
             per_frame = edm.weighted_error(d_video, video, video_sigma).flatten(2).mean(-1)  # (B, F)

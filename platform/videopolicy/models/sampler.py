@@ -82,9 +82,10 @@ def _start(model: JointDenoiser, cond_first: torch.Tensor, text: torch.Tensor, c
     m = model.cfg
     guided = _Guided(model, multiview.pack_condition(cond_first, m.frames_per_camera, m.pad_camera), text, cfg)
     c, h, w = cond_first.shape[2:]
-    video = torch.randn((cond_first.shape[0], m.num_video_frames, c, h, w), generator=generator,
-                        device=cond_first.device) * edm.init_noise_scale(sigma)
-    return guided, video
+    shape = (cond_first.shape[0], m.num_video_frames, c, h, w)
+    if not m.edm.feature_noise:  # trained on the zero video (validated: fast mode, one pass)
+        return guided, torch.zeros(shape, device=cond_first.device)
+    return guided, torch.randn(shape, generator=generator, device=cond_first.device) * edm.init_noise_scale(sigma)
 
 
 @torch.no_grad()
