@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from videopolicy.models.config import ModelConfig, SamplerConfig
+from videopolicy.models.config import EDMConfig, ModelConfig, SamplerConfig
 from videopolicy.models.costs import count_flops, fake_tensors, forward_flops
 from videopolicy.models.model import VideoPolicyModel
 from videopolicy.models.sampler import sample
@@ -54,10 +54,18 @@ def _rss_mb() -> float:
 
 # -- 1. training steps ---------------------------------------------------------------------------------
 
+#: stage 2 with train.feature_cache: the frozen U-Net's pass per clip made before the timed steps (the
+#: decoupled settings it needs; the U-Net's cost does not depend on them)
+CACHED = "stage2, feature_cache"
+DECOUPLED = EDMConfig(action_sigma="independent", feature_sigma=700.0, feature_noise=False, stage2_cond_dropout=0.0)
+
+
 def train_child(mode: str, steps: int) -> dict:
     """One mode in this process: build, warm up one step, time `steps` steps."""
     torch.manual_seed(0)
-    cfg = ModelConfig(**TINY)
+    cached, label = mode == CACHED, mode
+    cfg = ModelConfig(**TINY, **({"edm": DECOUPLED, "sampler": SamplerConfig(mode="fast")} if cached else {}))
+    mode = "stage2" if cached else mode
     model = VideoPolicyModel(cfg).set_mode(mode).train()
     lat = cfg.latent_size
     g = torch.Generator().manual_seed(0)
@@ -65,6 +73,8 @@ def train_child(mode: str, steps: int) -> dict:
              "cond_latents": torch.randn(BATCH, cfg.num_cameras, 4, lat, lat, generator=g),
              "text_emb": torch.randn(BATCH, 64, generator=g),
              "actions": torch.rand(BATCH, 32, 7, generator=g) * 2 - 1}
+    if cached:
+        batch["frozen"] = model.frozen_stage2(batch)
     opt = torch.optim.Adam([p for group in model.param_groups(mode) for p in group["params"]], lr=1e-4)
 
     def step():
@@ -80,7 +90,7 @@ def train_child(mode: str, steps: int) -> dict:
         step()
         wall.append(time.perf_counter() - w)
         cpu.append(time.process_time() - c)
-    return {"mode": mode, "threads": torch.get_num_threads(), "steps": steps,
+    return {"mode": label, "threads": torch.get_num_threads(), "steps": steps,
             "wall_s_median": statistics.median(wall), "wall_s_min": min(wall), "cpu_s_median": statistics.median(cpu),
             "rss_before_step_mb": rss_model, "peak_rss_mb": _rss_mb(), "step_peak_over_model_mb": _rss_mb() - rss_model,
             "trainable_params": sum(p.numel() for g_ in model.param_groups(mode) for p in g_["params"])}
@@ -88,7 +98,7 @@ def train_child(mode: str, steps: int) -> dict:
 
 def training_steps(steps: int) -> list[dict]:
     out = []
-    for mode in ("stage1", "stage2", "joint"):
+    for mode in ("stage1", "stage2", CACHED, "joint"):
         proc = subprocess.run([sys.executable, __file__, "--child", mode, "--steps", str(steps)],
                               capture_output=True, text=True)
         if proc.returncode != 0:

@@ -244,6 +244,10 @@ class TrainConfig:
     # drawn from each frame's posterior every step; the conditioning frame's cond_aug noise is drawn once
     # per frame. Needs color_jitter off: jitter acts on pixels, before the VAE.
     latent_cache: bool = False
+    # Stage 2 (U-Net frozen) with model.edm.feature_noise false: run the U-Net once per clip and keep its
+    # taps in the trainer's memory (train/latents.FeatureCache); the same losses to float rounding, and a
+    # stage-2 step costs the adapter and head alone. Needs latent_cache and no stage-2 condition dropout.
+    feature_cache: bool = False
     # a saved policy directory to evaluate instead of training one (e.g. the authors' released weights,
     # jobs/import_checkpoint.py): the row runs only its evaluation, with the directory's own model config
     policy_dir: str = ""
@@ -264,6 +268,8 @@ class TrainConfig:
         if self.latent_cache and any(self.color_jitter):
             errs.append("latent_cache: needs color_jitter: [0, 0, 0, 0] (jitter changes the pixels the cached "
                         "latents were encoded from); turn one of them off")
+        if self.feature_cache and not self.latent_cache:
+            errs.append("feature_cache: needs latent_cache: true (the conditioning latents must be fixed per clip)")
         if self.workers <= 0:
             errs.append("workers: must be > 0")
         if self.cpus_per_worker <= 0:
@@ -434,6 +440,12 @@ class PlatformConfig:
         if self.clips.task_subset == "half" and self.demos.source == "scripted" and len(self.demos.tasks) < 2:
             errs.append("clips.task_subset: 'half' needs at least 2 tasks in demos.tasks")
         errs.extend(self._model_errors())
+        if self.train.feature_cache and self.train.kind.train_mode == "stage2":
+            e = self.model.edm
+            dropout = e.cond_dropout if e.stage2_cond_dropout is None else e.stage2_cond_dropout
+            if e.feature_noise or dropout > 0:
+                errs.append("train.feature_cache: the stage-2 U-Net pass depends on the clip alone only with "
+                            "model.edm.feature_noise: false and model.edm.stage2_cond_dropout: 0")
         if self.eval.suite not in SUITES:
             errs.append(f"eval.suite: unknown suite {self.eval.suite!r}{_hint(self.eval.suite, SUITES)}; "
                         f"registered: {sorted(SUITES)}")

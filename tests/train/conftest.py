@@ -20,7 +20,7 @@ def clips(ray_cluster, demo_files, tmp_path_factory):
 
 @pytest.fixture
 def make_cfg(demo_files, clips):
-    def make(**train):
-        return platform_config(demo_files, clips.path.parents[1], **train)
+    def make(model: dict | None = None, **train):
+        return platform_config(demo_files, clips.path.parents[1], model, **train)
 
     return make

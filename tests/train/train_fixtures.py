@@ -14,7 +14,7 @@ def write_demos(path, task: str, n_demos: int, length: int, seed: int) -> str:
     return write_moving_block_demos(path, task, n_demos, length, seed, tuple(CAMS), SIZE)
 
 
-def platform_config(files: dict[str, str], store, **train):
+def platform_config(files: dict[str, str], store, model: dict | None = None, **train):
     """Tiny model, 2 cameras x 2 predicted frames (video horizon 8, stride 4) at 64 px, 16-step chunks."""
     return config_from_dict({
         "name": "train-test",
@@ -22,6 +22,6 @@ def platform_config(files: dict[str, str], store, **train):
         "demos": {"source": "files", "cameras": CAMS, "files": [{"path": p, "task": t} for t, p in files.items()]},
         "clips": {"video_horizon": 8, "frame_stride": 4, "action_horizon": 16, "image_size": SIZE,
                   "val_fraction": 0.2},
-        "model": {"preset": "tiny"},
+        "model": {"preset": "tiny", **(model or {})},
         "train": {"workers": 1, "cpus_per_worker": 0.5, **train},
     })

@@ -164,6 +164,9 @@ class VideoPolicyModel(PolicyModel):
         b, dev = video.shape[0], video.device
         e = self.cfg.edm
         dropout = e.stage2_cond_dropout if mode == "stage2" and e.stage2_cond_dropout is not None else e.cond_dropout
+        if "frozen" in batch and self.training and dropout > 0:
+            raise ValueError("a cached stage-2 U-Net pass (train.feature_cache) cannot see condition dropout; "
+                             "set model.edm.stage2_cond_dropout: 0")
         if self.training and dropout > 0:
             # The authors drop text and concat latents independently per frame (their conditioner holds
             # B x F rows): this shapes the unconditional branch that classifier-free guidance uses.
@@ -179,7 +182,10 @@ class VideoPolicyModel(PolicyModel):
             return LossOutput(per_frame.mean(), per_frame.detach().mean(), None, video_sigma)
 
         actions = inputs["actions"]
-        if mode == "stage2":  # every U-Net parameter is frozen: no graph through it at all
+        if mode == "stage2" and "frozen" in batch:  # train.feature_cache: this clip's U-Net pass, made once
+            d_video, features = batch["frozen"]
+            d_video, features = d_video.to(dev), [f.to(dev).flatten(0, 1) for f in features]
+        elif mode == "stage2":  # every U-Net parameter is frozen: no graph through it at all
             with torch.no_grad():
                 d_video, features = self.denoise_video(noisy, video_sigma, cond, text, taps=True,
                                                        detach_features=True)
@@ -189,6 +195,24 @@ class VideoPolicyModel(PolicyModel):
         per_frame = edm.weighted_error(d_video, video, video_sigma).flatten(2).mean(-1)  # (B, F)
         loss = torch.cat([per_frame.flatten(), per_step.flatten()]).mean()
         return LossOutput(loss, per_frame.detach().mean(), per_step.detach().mean(), video_sigma)
+
+    @torch.no_grad()
+    def frozen_stage2(self, batch: dict) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Stage 2's U-Net pass where it depends on the clip alone (edm.feature_noise false, no stage-2
+        condition dropout, cached conditioning latents): (denoised video (B, F, C, h, w), taps, each
+        (B, F, C_k, h_k, w_k)). ``forward`` takes them back as ``batch["frozen"]``, so a trainer can run
+        the frozen U-Net once per clip instead of once per step (train.feature_cache)."""
+        e = self.cfg.edm
+        if e.feature_noise or e.feature_sigma is None:
+            raise ValueError("frozen_stage2: the U-Net pass depends on the clip alone only with "
+                             "edm.feature_noise: false and edm.feature_sigma set")
+        inputs = self.prepare(batch)
+        video = inputs["video"]
+        b, f = video.shape[:2]
+        sigma = torch.full((b,), e.feature_sigma, device=video.device)
+        d_video, taps = self.denoise_video(torch.zeros_like(video), sigma, inputs["cond"], inputs["text"],
+                                           taps=True, detach_features=True)
+        return d_video, [t.reshape(b, f, *t.shape[1:]) for t in taps]
 
     def action_loss(self, global_cond: torch.Tensor, actions: torch.Tensor, sigma: torch.Tensor,
                     generator: Optional[torch.Generator] = None) -> torch.Tensor:

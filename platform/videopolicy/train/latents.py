@@ -109,7 +109,38 @@ class LatentCache:
                 out[k][rows] = v
         result = {k: torch.from_numpy(v) for k, v in out.items()}
         result["language"] = [str(x) for x in batch["language"]]
+        result["clip_key"] = [f"{sh}@{st}" for sh, st in zip(shards, starts)]  # train.feature_cache's key
         return result
+
+
+class FeatureCache:
+    """Stage 2's frozen U-Net pass per clip (``train.feature_cache``), in this trainer's memory.
+
+    With ``edm.feature_noise: false``, no stage-2 condition dropout and the latent cache, the U-Net's
+    input in stage 2 is a function of the clip alone and its weights are frozen, so its denoised video
+    and taps are too: ``frozen`` runs it once per clip (``VideoPolicyModel.frozen_stage2``) and hands the
+    stored copies back afterwards. The loss and its gradients equal the uncached path's to float rounding
+    (tests/train/test_feature_cache.py). Memory: the taps of every clip the shard holds (tiny preset,
+    2 cameras x 2 frames at 64 px: ~70 KB a clip; svd-xt at the paper's size: far too much, keep it off).
+    """
+
+    def __init__(self):
+        self.clips: dict[str, tuple[torch.Tensor, list[torch.Tensor]]] = {}
+        self.computed = 0  # clips whose U-Net pass ran here (the rest were hits)
+
+    def frozen(self, model, inputs: dict, keys: list[str]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The batch's (denoised video (B, F, ...), taps [(B, F, ...)]) on the CPU, computing missing clips."""
+        missing = [i for i, k in enumerate(keys) if k not in self.clips]
+        if missing:
+            idx = torch.tensor(missing)
+            sub = {k: v[idx] if isinstance(v, torch.Tensor) else [v[i] for i in missing]
+                   for k, v in inputs.items() if k != "frozen"}
+            d_video, taps = model.frozen_stage2(sub)
+            for j, i in enumerate(missing):
+                self.clips[keys[i]] = (d_video[j].cpu(), [t[j].cpu() for t in taps])
+            self.computed += len(missing)
+        rows = [self.clips[k] for k in keys]
+        return torch.stack([r[0] for r in rows]), [torch.stack([r[1][n] for r in rows]) for n in range(len(rows[0][1]))]
 
 
 def sample_latents(batch: dict, generator: Optional[torch.Generator], device) -> torch.Tensor:

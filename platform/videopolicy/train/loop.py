@@ -178,6 +178,11 @@ def train_loop_per_worker(config: dict) -> None:
         collate = LatentCache(ds, model.vae, model.cfg.vae.cond_aug, model.cfg.vae.encode_chunk, cfg.train.seed).collate
     else:
         collate = ClipCollate(ds)
+    features = None
+    if cfg.train.feature_cache and spec.mode == "stage2":  # the frozen U-Net once per clip (validated inputs)
+        from videopolicy.train.latents import FeatureCache
+
+        features = FeatureCache()
 
     def batches():
         while True:  # one pass of the shard per epoch; reshuffled by Ray Data each time
@@ -198,6 +203,8 @@ def train_loop_per_worker(config: dict) -> None:
         if cached:
             inputs = {"latents": sample_latents(batch, generator, device), "cond_latents": batch["cond_latents"],
                       "actions": batch["actions"], "text": batch["language"]}
+            if features is not None:
+                inputs["frozen"] = features.frozen(model, inputs, batch["clip_key"])
         else:
             frames = batch["frames"].to(device)
             if any(cfg.train.color_jitter):
