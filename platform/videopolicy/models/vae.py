@@ -49,8 +49,8 @@ def calibrate_latent_std(vae: AutoencoderKLTemporalDecoder, target: float, image
     (the encoder's last GroupNorm makes the output scale a property of the weights, not of the images:
     measured on Lift frames, 5.52 for a target of 5.49). Posterior std: a random encoder's log-variance
     is init noise (std ~1, as large as the image content), so sampled targets would be mostly noise; it
-    is set to a constant `posterior_std` x `target` instead, narrow as a trained VAE's. The decoder is
-    left as it is: nothing trains it, and only `decode_video` (logging) uses it.
+    is set to a constant `posterior_std` x `target` instead, narrow as a trained VAE's. The decoder's
+    first conv compensates the gain (``scale_latents``), so `decode_video` (logging) decodes as before.
     """
     from torch._subclasses.fake_tensor import is_fake
 
@@ -58,9 +58,8 @@ def calibrate_latent_std(vae: AutoencoderKLTemporalDecoder, target: float, image
         return 1.0
     pixels = torch.rand(8, 3, image_size, image_size, generator=torch.Generator().manual_seed(0)) * 2 - 1
     k = target / float(vae.encode(pixels).latent_dist.mean.std())
+    scale_latents(vae, k)
     conv, c = vae.quant_conv, vae.quant_conv.out_channels // 2  # output rows: C means, then C log-variances
-    conv.weight[:c] *= k
-    conv.bias[:c] *= k
     conv.weight[c:] = 0.0
     conv.bias[c:] = 2 * math.log(posterior_std * target)
     return k
