@@ -53,8 +53,9 @@ def _progress(path: Path) -> list[dict]:
 
 
 def test_two_stage_learns_and_stage2_keeps_the_unet_bit_identical(make_cfg, clips, tmp_path):
-    cfg = make_cfg(workers=2, stage1={"steps": 16, "batch_size": 4, "lr": 1e-3, "checkpoint_every": 8, "log_every": 4},
-                   stage2={"steps": 6, "batch_size": 4, "lr": 1e-3, "checkpoint_every": 6, "log_every": 3})
+    stages = {"stage1": {"steps": 16, "batch_size": 4, "lr": 1e-3, "checkpoint_every": 8, "log_every": 4},
+              "stage2": {"steps": 6, "batch_size": 4, "lr": 1e-3, "checkpoint_every": 6, "log_every": 3}}
+    cfg = make_cfg(workers=2, **stages)
     batch = _fixed_batch(clips)
     base = build_model(cfg.model_config()).set_mode("stage1")
     before = _eval_loss(base, batch, "stage1")
@@ -64,8 +65,11 @@ def test_two_stage_learns_and_stage2_keeps_the_unet_bit_identical(make_cfg, clip
     after = _eval_loss(PolicyModel.from_pretrained(s1.policy_dir), batch, "stage1")
     assert after <= 0.8 * before, f"stage-1 video loss did not go down: {before:.4f} -> {after:.4f}"
 
-    s2 = run_training(_spec("stage2", cfg, clips, tmp_path, "s2", init_from=str(s1.policy_dir)))
+    # stage 2's own settings take effect over the stage-1 checkpoint's (it carries the U-Net, not the head's)
+    cfg2 = make_cfg(model={"adapter": {"zero_init_residual": True}}, workers=2, **stages)
+    s2 = run_training(_spec("stage2", cfg2, clips, tmp_path, "s2", init_from=str(s1.policy_dir)))
     assert s2.step == 6
+    assert json.loads((s2.policy_dir / "config.json").read_text())["adapter"]["zero_init_residual"] is True
     u1, u2 = _unet(s1.policy_dir), _unet(s2.policy_dir)
     assert u1.keys() == u2.keys() and all(torch.equal(u1[k], u2[k]) for k in u1), "stage 2 changed the U-Net"
     w1, w2 = load_file(str(s1.policy_dir / "model.safetensors")), load_file(str(s2.policy_dir / "model.safetensors"))

@@ -163,6 +163,10 @@ class Adapter(nn.Module):
         h = latent_size // ordered[-1].downsample
         self.out_shape = (c, t, h, h)
         self.out_dim = math.prod(self.out_shape)
+        if cfg.zero_init_residual:
+            for block in self.modules():
+                if isinstance(block, Bottleneck3D):
+                    nn.init.zeros_(block.expand[1].weight)
 
     def forward(self, per_camera: list[torch.Tensor], emb: torch.Tensor) -> torch.Tensor:
         """per_camera: one (B, V, C_k, T, h_k, w_k) per tap, in config order; emb: (B, E) -> (B, out_dim)."""

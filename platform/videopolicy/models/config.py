@@ -176,6 +176,12 @@ class AdapterConfig:
     fuse_widths: Optional[tuple[int, ...]] = None  # after concatenating the cameras; last = output channels
     refine_stages: Optional[int] = None  # extra stages at the output width (expansion 2)
     temporal_stages: int = 3  # stride-2 stages over time (8 frames -> 1)
+    # Start every bottleneck as its shortcut (its last GroupNorm's scale 0; Goyal et al. 2017), so the
+    # untrained stack passes its input on. The authors' adapter starts from PyTorch's default init;
+    # at tiny sizes (1x1 coarse taps, ~17 blocks deep) that default loses what the taps know about the
+    # clip: on 4 Lift demos' frozen taps a ridge probe of the action chunk reaches MSE 0.02 from the
+    # taps, 0.16 from the default-init output (0.14: the mean chunk) and 0.05 with this init.
+    zero_init_residual: bool = False
     blocks_per_stage: Optional[int] = None
     temporal_blocks_per_stage: Optional[int] = None
     bottleneck_expansion: int = 4

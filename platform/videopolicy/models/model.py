@@ -15,6 +15,7 @@ losses (in stage 2 the video part carries no gradient).
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import nullcontext
 from typing import Optional
 
@@ -43,12 +44,29 @@ class VideoPolicyModel(PolicyModel):
         super().__init__(cfg)
         c = self.cfg
         self.unet = unet if unet is not None else build_video_unet(c)
+        self._build_action_branch()
+
+    def _build_action_branch(self) -> None:
+        """Adapter + action head from ``self.cfg`` (their own seed: the same init whatever came before)."""
+        c = self.cfg
         emb_dim = 4 * c.unet.block_out_channels[0]  # the U-Net's time-embedding width (1280 for SVD)
         taps = [tap_geometry(n, c.unet.block_out_channels) for n in c.adapter.taps]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(c.init_seed + 3)
             self.adapter = Adapter(c.adapter, taps, c.num_cameras, c.frames_per_camera, c.latent_size, emb_dim)
             self.action_head = ActionUNet1D(c.action_head, self.adapter.out_dim, emb_dim)
+
+    def with_stage2_config(self, cfg: ModelConfig) -> "VideoPolicyModel":
+        """Two-stage's stage 2 from a stage-1 model: its U-Net and encoders (config and weights), with
+        everything stage 2 trains or uses (adapter, action head, EDM, sampler, optimiser) from `cfg`.
+        Stage 1 trains the U-Net alone, so the adapter and head it carries are still at init; they are
+        built anew here, so a stage-2 setting that differs from stage 1's takes effect instead of being
+        silently replaced by the checkpoint's."""
+        cfg = cfg.checked()
+        self.cfg = dataclasses.replace(cfg, unet=self.cfg.unet, vae=self.cfg.vae, text=self.cfg.text)
+        device = self.device
+        self._build_action_branch()
+        return self.to(device)
 
     def trainable_parts(self, mode: str) -> dict[str, tuple[nn.Module, float]]:
         if mode not in MODES:

@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 def _build_model(spec):
     from videopolicy.models import PolicyModel, build_model
 
-    if spec.init_from:  # two_stage's stage 2: every weight of the stage-1 run, U-Net included
-        return PolicyModel.from_pretrained(spec.init_from)
+    if spec.init_from:  # two_stage's stage 2: the stage-1 run's U-Net and encoders, this run's action branch
+        return PolicyModel.from_pretrained(spec.init_from).with_stage2_config(spec.cfg.model_config())
     return build_model(spec.cfg.model_config())
 
 
