@@ -191,9 +191,18 @@ class StageRunConfig:
     lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: to 0 at `steps` (Diffusion Policy, lerobot)
     warmup_steps: int = 0  # linear warm-up from 0 (either schedule)
     log_every: int = 10  # steps between metric reports (rank 0 only)
+    # steps between validations on the held-out demos' clips (train/validate.py: val_loss, and for stages
+    # that train actions the sampled chunks' error val_action_mse beside the mean chunk's); 0: none.
+    # A multiple of log_every; needs clips.val_fraction > 0.
+    val_every: int = 0
+    val_clips: int = 32  # held-out clips per validation (evenly spaced over the val split)
 
     def validate(self) -> list[str]:
         errs = []
+        if self.val_every < 0 or (self.val_every and self.val_every % max(self.log_every, 1)):
+            errs.append(f"val_every: must be 0 or a multiple of log_every ({self.log_every}), got {self.val_every}")
+        if self.val_clips <= 0:
+            errs.append("val_clips: must be > 0")
         if self.steps <= 0:
             errs.append("steps: must be > 0")
         if self.batch_size <= 0:

@@ -66,7 +66,8 @@ def test_two_stage_learns_and_stage2_keeps_the_unet_bit_identical(make_cfg, clip
     assert after <= 0.8 * before, f"stage-1 video loss did not go down: {before:.4f} -> {after:.4f}"
 
     # stage 2's own settings take effect over the stage-1 checkpoint's (it carries the U-Net, not the head's)
-    cfg2 = make_cfg(model={"adapter": {"zero_init_residual": True}}, workers=2, **stages)
+    cfg2 = make_cfg(model={"adapter": {"zero_init_residual": True}}, workers=2, stage1=stages["stage1"],
+                    stage2={**stages["stage2"], "val_every": 6})
     s2 = run_training(_spec("stage2", cfg2, clips, tmp_path, "s2", init_from=str(s1.policy_dir)))
     assert s2.step == 6
     assert json.loads((s2.policy_dir / "config.json").read_text())["adapter"]["zero_init_residual"] is True
@@ -91,6 +92,10 @@ def test_two_stage_learns_and_stage2_keeps_the_unet_bit_identical(make_cfg, clip
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     history = client.get_metric_history(info["mlflow_run_id"], "stage2/loss")
     assert [m.step for m in history] == [3, 6]
+    for key in ("val_loss", "val_action_mse", "val_action_mse_mean"):  # validated at step 6 only
+        (m,) = client.get_metric_history(info["mlflow_run_id"], f"stage2/{key}")
+        assert m.step == 6 and np.isfinite(m.value) and m.value > 0
+    assert not client.get_metric_history(info["mlflow_run_id"], "stage1/val_loss")
     s1_run = json.loads((s1.checkpoint_dir / "train.json").read_text())["mlflow_run_id"]
     assert [m.step for m in client.get_metric_history(s1_run, "stage1/data_wait_fraction")] == [4, 8, 12, 16]
 
@@ -212,3 +217,32 @@ def test_bad_inputs_fail_before_any_worker_starts(make_cfg, clips, tmp_path):
     msg = str(e.value)
     assert str(tmp_path / "other") in msg and "num_cameras" in msg and "frames_per_camera" in msg and "cameras:" in msg
     assert not runs.exists(), "a run directory was created before the inputs were checked"
+
+
+def test_validator_scores_drawn_chunks_on_the_held_out_demos(make_cfg, clips):
+    """train/validate.py without Ray: only val-split clips; fixed draws (same numbers twice); the chunk error
+    is the sampled chunks' (a policy that draws the demo's chunk scores 0) beside the mean chunk's;
+    the model's train/eval flag and its weights come back as they were."""
+    from videopolicy.data.clips import ClipCollate
+    from videopolicy.models.base import SampleOutput
+    from videopolicy.train.validate import Validator, exported_weights
+
+    model = build_model(make_cfg().model_config()).set_mode("stage2").train()
+    v = Validator(clips, ClipCollate(clips), cached=False, clips=6)
+    val = clips.index("val")
+    assert 0 < len(v.batch["demo_uid"]) <= 6 and set(v.batch["demo_uid"]) <= set(val.demo_uid)
+    first, second = v(model, "stage2"), v(model, "stage2")
+    assert first == second and set(first) == {"val_loss", "val_action_mse", "val_action_mse_mean"}
+    assert model.training
+    target, mask = v.batch["actions"].float(), v.batch["action_mask"].float()[..., None].expand_as(v.batch["actions"])
+    mean = (target * mask).sum(0) / mask.sum(0)
+    assert first["val_action_mse_mean"] == pytest.approx(float(((target - mean) ** 2 * mask).sum() / mask.sum()), rel=1e-5)
+
+    model.sample_actions = lambda *a, **k: SampleOutput(target.clone(), None, None)  # an oracle policy
+    assert v(model, "stage2")["val_action_mse"] == 0.0
+
+    params = {n: p for n, p in model.named_parameters() if n.startswith("action_head.")}
+    before = {n: p.detach().clone() for n, p in params.items()}
+    with exported_weights(params, {n: torch.zeros_like(p) for n, p in params.items()}):
+        assert all(float(p.abs().max()) == 0 for p in params.values())
+    assert all(torch.equal(before[n], p) for n, p in params.items())

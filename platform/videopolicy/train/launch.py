@@ -126,6 +126,9 @@ def preflight(spec: TrainSpec) -> None:
         ds = ClipDataset.open(spec.clips_path)
     except FileNotFoundError as e:
         raise TrainSetupError(f"{e}. Fix: build the clips first (jobs/build_clips.py)") from e
+    if spec.run.val_every and ds.index("val").shape[0] == 0:
+        raise TrainSetupError(f"{spec.clips_path}: train.{spec.stage}.val_every is {spec.run.val_every} but the clips "
+                              f"hold out no demos. Fix: clips.val_fraction > 0 (with enough demos per task) or val_every: 0")
     if ds.index("train").shape[0] < spec.run.batch_size * spec.cfg.train.workers:
         raise TrainSetupError(f"{spec.clips_path}: {ds.index('train').shape[0]} training clips, fewer than one "
                               f"batch for every worker ({spec.cfg.train.workers} x {spec.run.batch_size})")

@@ -184,6 +184,12 @@ def train_loop_per_worker(config: dict) -> None:
 
         features = FeatureCache()
 
+    validator = None
+    if run.val_every and rank == 0:  # the held-out clips, batched once (checked at launch: the split has some)
+        from videopolicy.train.validate import Validator, exported_weights
+
+        validator = Validator(ds, collate, cached, run.val_clips)
+
     def batches():
         while True:  # one pass of the shard per epoch; reshuffled by Ray Data each time
             yield from shard.iter_torch_batches(batch_size=run.batch_size, collate_fn=collate, drop_last=True)
@@ -229,6 +235,9 @@ def train_loop_per_worker(config: dict) -> None:
             continue
         metrics = {**window.summary(run.batch_size * world), "step": step,
                    "lr": opt.param_groups[0]["lr"]}
+        if validator is not None and step % run.val_every == 0:
+            with exported_weights(trainable, ema):
+                metrics.update(validator(model, spec.mode))
         window = _Metrics()
         if rank == 0:  # one line per report in the worker's log (and the driver's stdout): where training is
             # written, not print()ed: Ray Train patches print in its workers and shows such a line twice
