@@ -9,7 +9,7 @@ SWEEP ?= sweeps/smoke.yaml
 # CPU build by default; a GPU cluster sets e.g. TORCH_SPEC="torch==2.13.0 --index-url <cuda wheel index>".
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install run test lint bench clean-store chromium plan nightly stop
+.PHONY: install run test test-closed-loop lint bench clean-store chromium plan nightly stop
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ stop:
 # The linter runs first (seconds): rules in pyproject.toml [tool.ruff].
 test: install chromium sim-libero lint
 	$(PY) -m pytest tests
+
+# The video policy's closed-loop learning test (~25 min on 2 cores; marked `long`, so `make test` skips it).
+test-closed-loop: install
+	$(PY) -m pytest -m long tests/test_closed_loop.py
 
 lint: install
 	$(VENV)/bin/ruff check .
