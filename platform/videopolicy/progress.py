@@ -23,8 +23,7 @@ def clock(seconds: float) -> str:
 def training_line(stage: str, step: int, steps: int, metrics: dict) -> str:
     """A training report: the ETA is the remaining steps at the window's mean step time."""
     eta = (steps - step) * metrics["step_time_s"] if "step_time_s" in metrics else None
-    val = "".join(f"  {k} {metrics[k]:.4g}" for k in ("val_loss", "val_action_mse", "val_action_mse_mean")
-                  if k in metrics)
+    val = "".join(f"  {k} {v:.4g}" for k, v in metrics.items() if k.startswith("val_"))  # train/validate.py
     return (f"{stage} step {step}/{steps}  loss {metrics.get('loss', float('nan')):.4g}  "
             f"samples/s {metrics.get('samples_per_s', float('nan')):.3g}  ETA {clock(eta)}{val}")
 

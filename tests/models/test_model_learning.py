@@ -49,8 +49,8 @@ def test_tiny_unet_overfits_two_clips():
 def test_tiny_head_learns_clip_to_actions():
     """Decoupled stage 2 (independent action sigma, features at the fast sampler's sigma 700) with the
     features computed once per clip: the adapter and head train on them, then the fast sampler's
-    head-only Euler steps. (This synthetic task also passes at 64 px, default init or not (measured);
-    real Lift features at 64 px are where ``adapter.zero_init_residual`` mattered: see the config.)"""
+    head-only Euler steps. This synthetic task also passes at 64 px with or without
+    ``adapter.zero_init_residual`` (measured); real Lift features at 64 px are where it mattered."""
     torch.manual_seed(0)
     edm_cfg = EDMConfig(action_sigma="independent", feature_sigma=700.0, p_mean=-1.0, p_std=1.0)
     sampler = SamplerConfig(mode="fast", feature_sigma=700.0, head_steps=10, head_sigma_max=5.0)
