@@ -42,9 +42,9 @@ stop:
 test: install chromium sim-libero lint
 	$(PY) -m pytest tests
 
-# The video policy's closed-loop learning test (~25 min on 2 cores; marked `long`, so `make test` skips it).
+# Only the closed-loop learning tests (DP-ResNet and the video policy; ~25 min on 2 cores), also in `make test`.
 test-closed-loop: install
-	$(PY) -m pytest -m long tests/test_closed_loop.py
+	$(PY) -m pytest tests/test_closed_loop.py
 
 lint: install
 	$(VENV)/bin/ruff check .

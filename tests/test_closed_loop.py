@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import pytest
-
 from videopolicy.config import config_from_dict
 from videopolicy.data.clips import build_clips, demo_sources
 from videopolicy.evaluate import PolicySpec, evaluate
@@ -102,15 +100,14 @@ VIDEO_MODEL = {
 }
 
 
-@pytest.mark.long
 def test_video_policy_trained_by_the_platform_succeeds_closed_loop(ray_cluster, tmp_path):
-    """~25 minutes on a 2-core box (VAE fit, 200 stage-1 and 4000 stage-2 steps, 8 episodes): not in
-    ``make test``; run it with ``make test-closed-loop``."""
+    """VAE fit 150 x 16, stage 1 200 x 16, stage 2 1500 x 64 on cached features. The lr is 2e-4: three runs
+    at 1e-3 (1000-2000 x 64) reached as low a loss and lifted the cube in only 2 of 4 scenes each time."""
     store = tmp_path / "store"
     cfg = _cfg(store, "two_stage", model=VIDEO_MODEL, latent_cache=True, feature_cache=True, cpus_per_worker=2.0,
                stage1={"steps": 200, "batch_size": 16, "lr": 1e-3, "checkpoint_every": 1000, "log_every": 50},
-               stage2={"steps": 4000, "batch_size": 16, "lr": 2e-4, "lr_schedule": "cosine", "warmup_steps": 50,
-                       "ema_decay": 0.995, "checkpoint_every": 2000, "log_every": 250})
+               stage2={"steps": 1500, "batch_size": 64, "lr": 2e-4, "lr_schedule": "cosine", "warmup_steps": 50,
+                       "ema_decay": 0.995, "checkpoint_every": 1000, "log_every": 100})
     stage1 = _train(cfg, store, tmp_path, "stage1", "vp_stage1")
     policy = _train(cfg, store, tmp_path, "stage2", "vp_stage2", init_from=stage1)
     _assert_succeeds_unless_cameras_swapped(cfg, store, policy, tmp_path, "the video policy")
