@@ -101,3 +101,12 @@ def test_paper_plan_shares_stage1_and_prints_its_saving(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"shared: {shared[0].id} serves rows ['two_stage', 'half_tasks']" in out.stdout
     assert f"x{cost.saving:.2f}" in out.stdout
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_committed_sweep_loads_and_plans(path, tmp_path):
+    """A sweep file nobody has run yet (e.g. a draft study) still has to be a valid, plannable sweep."""
+    sweep = load_sweep(path, check_files=False)
+    plan = build_plan(sweep, str(tmp_path))
+    assert [name for name, _ in sweep.rows] == [r.name for r in plan.rows]
+    assert all("eval" in r.stages for r in plan.rows), "a row without an evaluation"
