@@ -59,6 +59,7 @@ bench: install
 	$(PY) bench/data_pipeline.py
 	$(PY) bench/rollouts.py
 	$(PY) bench/train_metrics_outage.py
+	$(PY) bench/study_costs.py --steps 2
 
 clean-store:
 	rm -rf $(STORE)
