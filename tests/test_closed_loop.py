@@ -79,7 +79,7 @@ def _assert_succeeds_unless_cameras_swapped(cfg, store, policy, tmp_path, name: 
 
 def test_dp_resnet_trained_by_the_platform_succeeds_closed_loop(ray_cluster, tmp_path):
     store = tmp_path / "store"
-    cfg = _cfg(store, "dp_resnet",
+    cfg = _cfg(store, "dp_resnet", cpus_per_worker=2.0,
                stage2={"steps": 3000, "batch_size": 16, "lr": 2e-4, "lr_schedule": "cosine", "warmup_steps": 50,
                        "ema_decay": 0.995, "checkpoint_every": 1000, "log_every": 250})
     policy = _train(cfg, store, tmp_path, "stage2", "dp")
