@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from model_costs import _table  # bench/ is sys.path[0] when run as a script
 from videopolicy.config import load_sweep
 from videopolicy.models.build import build_model
 from videopolicy.models.config import ModelConfig, from_dict
@@ -39,7 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def training_stages(sweep_path: str) -> list[dict]:
     """The plan's training stages: id, rows, the model's mode, batch, steps, threads, cached, model config."""
-    plan = build_plan(load_sweep(sweep_path, check_files=False), tempfile.mkdtemp(prefix="study_costs_"))
+    with tempfile.TemporaryDirectory(prefix="study_costs_") as store:  # planning reads the store, writes nothing
+        plan = build_plan(load_sweep(sweep_path, check_files=False), store)
     out = []
     for node in plan.nodes.values():
         if node.kind not in ("stage1", "stage2"):
@@ -126,11 +128,7 @@ def main() -> None:
                      f"{s['batch']} x {s['steps']}", str(s["threads"]), f"{s['s_per_step']:.2f}",
                      f"{s['samples_per_s']:.1f}", "-" if dp is None else f"{s['samples_per_s'] / dp:.2f}x",
                      "yes" if s["samples_per_s"] >= args.goal else "NO", f"{s['minutes']:.0f}"])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for i, r in enumerate(rows):
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print(_table(rows))
     total = sum(s["minutes"] for s in stages)
     print(f"\ntraining steps alone, one stage at a time: {total / 60:.1f} h (no start-up, data, VAE fit, "
           f"caches or evaluation)")
