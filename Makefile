@@ -9,7 +9,7 @@ SWEEP ?= sweeps/smoke.yaml
 # CPU build by default; a GPU cluster sets e.g. TORCH_SPEC="torch==2.13.0 --index-url <cuda wheel index>".
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install run test test-closed-loop lint bench clean-store chromium plan nightly stop
+.PHONY: install run study test test-closed-loop lint bench clean-store chromium plan nightly stop
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ install: $(VENV)/.installed
 # The MLflow server it starts (127.0.0.1) stays up for its UI; `make stop` ends it.
 run: install
 	$(PY) jobs/local_cluster.py --store $(STORE) submit -- python jobs/sweep_ablations.py --sweep $(SWEEP) --store $(STORE)
+
+# The CPU study (issue 11, sweeps/cpu_paper.yaml): hours on 2 cores; rerun the same command after an
+# interruption and it resumes. The table, report, episodes, stage timings and provenance land in results/.
+study: install
+	$(PY) jobs/local_cluster.py --store $(STORE) submit -- python jobs/sweep_ablations.py --sweep sweeps/cpu_paper.yaml \
+	  --store $(STORE) --results $(CURDIR)/results/cpu_paper
 
 plan: install
 	$(PY) jobs/sweep_ablations.py --sweep $(SWEEP) --store $(STORE) --plan

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 from videopolicy import cli
 from videopolicy.config import ConfigError, to_dict
@@ -29,6 +30,9 @@ def parse_args(argv):
     p.add_argument("--max-concurrent", type=int, default=1, help="stages running at once (1 on small boxes)")
     p.add_argument("--run-id", default=None,
                    help="this sweep instance's name in MLflow; the same id re-attaches (default: name + config hash)")
+    p.add_argument("--results", default=None, metavar="DIR",
+                   help="also copy the finished table, report, episodes, stage timings and provenance here "
+                        "(e.g. results/cpu_paper, to commit); checked by videopolicy.report.results")
     cli.add_skip_bad(p)
     return p.parse_args(argv)
 
@@ -86,10 +90,13 @@ def main(argv=None):
     outcomes = Executor(plan, tracker, args.max_concurrent).run()
 
     # 4. Results: per-row MLflow logging, the ablation table, the report.
-    from videopolicy.sweep.report import finish_sweep
+    from videopolicy.sweep.report import export_results, finish_sweep
 
-    summary = finish_sweep(plan, outcomes, row_results(plan), tracker, reference, sweep_id, time.time() - t0)
+    command = " ".join(["python", "jobs/sweep_ablations.py", *(argv if argv is not None else sys.argv[1:])])
+    summary = finish_sweep(plan, outcomes, row_results(plan), tracker, reference, sweep_id, time.time() - t0, command)
     print(json.dumps({"report": summary["report"], "mlflow": tracker.uri}, indent=1))
+    if args.results and summary["report"]:
+        print(f"results copied to {export_results(Path(summary['report']).parent, Path(args.results))}", flush=True)
     if summary["failed_rows"]:
         return f"error: rows failed: {summary['failed_rows']} (finished stages are kept; run the same command to retry)"
     return 0

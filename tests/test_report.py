@@ -211,3 +211,50 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert blue > 2000 and white < 0.98 * 1280 * 2600
     if os.environ.get("VP_REPORT_SCREENSHOT"):
         shutil.copy(shot, os.environ["VP_REPORT_SCREENSHOT"])
+
+
+def _results_dir(out: Path, episodes: pd.DataFrame) -> Path:
+    """What `sweep_ablations.py --results` writes, from synthetic episodes (the checker's input)."""
+    build_report(episodes, ROWS, out, reference_row="two_stage", title="t")
+    episodes.to_parquet(out / "episodes.parquet", index=False)
+    (out / "stages.json").write_text(json.dumps({"stages": [
+        {"stage": "stage1/abc", "status": "reused", "ran_seconds": 12.0, "rows": ["two_stage"]}]}))
+    (out / "provenance.json").write_text(json.dumps({
+        "command": "python jobs/sweep_ablations.py --sweep s.yaml", "rows": list(RATES), "reference_row": "two_stage",
+        "eval": {"episodes_per_task": N, "adaptive": None},
+        "tags": {"videopolicy.git.sha": "0" * 40, **{f"videopolicy.version.{p}": "1.0" for p in
+                                                    ("torch", "diffusers", "ray", "mujoco", "robosuite", "mlflow")}}}))
+    return out
+
+
+def test_results_check_recomputes_the_table_from_the_episodes(tmp_path):
+    """check_results passes a consistent directory and names each kind of inconsistency."""
+    from videopolicy.report.results import check_results
+
+    good = _results_dir(tmp_path / "good", results())
+    assert check_results(good) == []
+
+    tampered = _results_dir(tmp_path / "tampered", results())
+    csv = pd.read_csv(tampered / "ablation.csv")
+    csv.loc[csv.row == "joint", "Lift_hi"] += 0.01  # an interval that the episodes do not give
+    csv.loc[csv.row == "horizon_0", "delta"] = 0.5
+    csv.to_csv(tampered / "ablation.csv", index=False)
+    problems = check_results(tampered)
+    assert any("row joint, Lift_hi" in p for p in problems) and any("row horizon_0: delta" in p for p in problems)
+
+    eps = results()
+    dropped = eps.drop(eps[(eps.row == "joint") & (eps.task == "Door")].index[:3])
+    short = _results_dir(tmp_path / "short", dropped)
+    problems = check_results(short)
+    assert any("row joint: its episodes differ" in p for p in problems)
+    assert any("row joint, Door: 17 episodes" in p for p in problems)
+
+    prov = json.loads((good / "provenance.json").read_text())
+    prov["tags"]["videopolicy.git.sha"] = "unknown"
+    prov["rows"] = prov["rows"][:-1]
+    (good / "provenance.json").write_text(json.dumps(prov))
+    (good / "report.html").unlink()
+    assert "missing ['report.html']" in check_results(good)[0]
+    build_report(results(), ROWS, good, reference_row="two_stage", title="t")
+    problems = check_results(good)
+    assert any("git SHA 'unknown'" in p for p in problems) and any("provenance.json rows" in p for p in problems)

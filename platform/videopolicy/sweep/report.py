@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
+import shutil
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -35,10 +40,12 @@ def print_plan(plan: Plan) -> None:
 
 
 def finish_sweep(plan: Plan, outcomes: dict, results: pd.DataFrame, tracker, reference: str, sweep_id: str,
-                 seconds: float) -> dict:
-    """Log rows to MLflow, print and save the ablation table and the HTML report, record stage timings."""
+                 seconds: float, command: str = "") -> dict:
+    """Log rows to MLflow, print and save the ablation table and the HTML report, record stage timings and
+    provenance (the command, git SHA and versions) beside them."""
     out_dir = Path(plan.store) / "reports" / sweep_id
     out_dir.mkdir(parents=True, exist_ok=True)
+    _provenance(plan, sweep_id, reference, seconds, command, out_dir)
     failed_rows, infos = _finish_rows(plan, outcomes, results, tracker)
     summary: dict = {"failed_rows": failed_rows, "report": None}
     if not results.empty:
@@ -102,14 +109,58 @@ def _table_and_report(plan: Plan, results: pd.DataFrame, infos: list, tracker, r
 
 
 def _stage_timings(plan: Plan, outcomes: dict, sweep_id: str, seconds: float, out_dir: Path) -> None:
-    """Each stage's status and seconds: printed, and saved as stages.json."""
-    timings = [{"stage": o.id, "kind": plan.nodes[o.id].kind, "status": o.status, "seconds": round(o.seconds, 1),
-                "rows": plan.nodes[o.id].rows, "error": o.error} for o in outcomes.values()]
+    """Each stage's status and seconds: printed, and saved as stages.json. `seconds` is this invocation's
+    time on the stage (0 when it was found complete); `ran_seconds` is what its completing run took, from
+    its manifest, so a sweep run in pieces still reports every stage's wall time (a stage interrupted and
+    resumed counts only its last piece)."""
+    timings = []
+    for o in outcomes.values():
+        node = plan.nodes[o.id]
+        ran = plan.stage_dir(node).manifest().get("seconds") if plan.done(o.id) else None
+        timings.append({"stage": o.id, "kind": node.kind, "label": node.label, "status": o.status,
+                        "seconds": round(o.seconds, 1), "ran_seconds": round(ran, 1) if ran is not None else None,
+                        "rows": node.rows, "error": o.error})
     write_json_atomic(out_dir / "stages.json", {"sweep": sweep_id, "seconds": seconds, "stages": timings})
-    print(f"{'stage':<26}{'status':<9}{'seconds':>8}  rows")
+    print(f"{'stage':<26}{'status':<9}{'seconds':>8}{'ran (s)':>9}  rows")
     for t in timings:
-        print(f"{t['stage'][:25]:<26}{t['status']:<9}{t['seconds']:>8.0f}  {','.join(t['rows'])}"
+        ran = f"{t['ran_seconds']:>9.0f}" if t["ran_seconds"] is not None else f"{'-':>9}"
+        print(f"{t['stage'][:25]:<26}{t['status']:<9}{t['seconds']:>8.0f}{ran}  {','.join(t['rows'])}"
               + (f"\n    {t['error']}" if t["error"] else ""))
+
+
+def _provenance(plan: Plan, sweep_id: str, reference: str, seconds: float, command: str, out_dir: Path) -> None:
+    """provenance.json: what produced these results (the command, git SHA, package versions, the machine)
+    and the evaluation settings a reader needs to check the counts (videopolicy.report.results)."""
+    from dataclasses import asdict
+
+    from videopolicy.tracking import provenance_tags
+
+    e = plan.sweep.base.eval
+    write_json_atomic(out_dir / "provenance.json", {
+        "sweep": sweep_id, "name": plan.sweep.name, "command": command or " ".join(sys.argv),
+        "rows": [r.name for r in plan.rows], "reference_row": reference, "pipeline_check": plan.sweep.pipeline_check,
+        "eval": {"suite": e.suite, "tasks": list(e.tasks or []), "episodes_per_task": e.episodes_per_task,
+                 "seed": e.seed, "max_steps": e.max_steps, "adaptive": asdict(e.adaptive) if e.adaptive.enabled else None},
+        "this_invocation_seconds": round(seconds, 1), "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "python": platform.python_version(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "tags": provenance_tags(e.suite)})
+
+
+#: What a sweep's report directory holds that `export_results` copies (summary.json names store paths).
+RESULT_FILES = ("ablation.csv", "ablation.md", "ablation.html", "report.html", "episodes.parquet", "stages.json",
+                "provenance.json")
+
+
+def export_results(report_dir: Path, dest: Path) -> Path:
+    """Copy a finished sweep's results (RESULT_FILES) into `dest` (e.g. results/cpu_paper/ to commit)."""
+    missing = [f for f in RESULT_FILES if not (Path(report_dir) / f).exists()]
+    if missing:
+        raise FileNotFoundError(f"{report_dir}: no {missing}; only a sweep with evaluated rows has results to export")
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in RESULT_FILES:
+        shutil.copy2(Path(report_dir) / f, dest / f)
+    return dest
 
 
 def adaptive_settings(plan: Plan):
