@@ -103,3 +103,17 @@ def test_bad_yaml_and_missing_file(tmp_path):
     p.write_text("base: {demos: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_sweep(p)
+
+
+def test_the_cpu_preset_brings_its_recipe_under_the_files_own_values():
+    """model.preset: cpu fills the training/sampling recipe (models/config.py RECIPES) where the file is
+    silent; a value the file gives wins; other presets keep the plain defaults."""
+    from videopolicy.config import config_from_dict
+
+    cpu = config_from_dict({"model": {"preset": "cpu", "sampler": {"head_steps": 4}, "edm": {"p_mean": 0.5}}}).model
+    assert (cpu.sampler.mode, cpu.sampler.head_steps, cpu.sampler.feature_sigma) == ("fast", 4, 700.0)
+    assert (cpu.edm.action_sigma, cpu.edm.p_mean, cpu.edm.feature_noise) == ("independent", 0.5, False)
+    assert (cpu.vae.fit_steps, cpu.adapter.zero_init_residual, cpu.action_head.step_embedding) == (150, True, "own")
+    assert tuple(cpu.resolve().unet.block_out_channels) == (32, 32, 32, 32)
+    tiny = config_from_dict({"model": {"preset": "tiny"}}).model
+    assert (tiny.edm.action_sigma, tiny.sampler.mode, tiny.vae.fit_steps) == ("tied", "joint", 0)

@@ -1,7 +1,7 @@
 """Model hyper-parameters of Video Policy (arXiv 2508.00795) as plain, YAML-loadable dataclasses.
 
 Every architecture field that differs between the two presets is ``Optional`` with default ``None``:
-``None`` means "take it from the preset" (``ModelConfig.preset``, ``"tiny"`` or ``"svd-xt"``), a value
+``None`` means "take it from the preset" (``ModelConfig.preset``: ``"tiny"``, ``"cpu"`` or ``"svd-xt"``), a value
 overrides the preset. ``ModelConfig.resolve()`` returns the concrete config that every builder uses
 (builders call it themselves), so a YAML file can say ``preset: svd-xt`` and override one field.
 
@@ -450,7 +450,7 @@ class ModelConfig:
     ``1 + num_cameras * max(frames_per_camera, 1)`` frames (25 in the paper).
     """
 
-    preset: str = "tiny"  # "tiny" (random init, CPU) or "svd-xt" (the paper's sizes)
+    preset: str = "tiny"  # "tiny" (random init), "cpu" (tiny sizes + a recipe that learns on CPU), "svd-xt" (the paper)
     kind: Literal["video_policy", "dp_resnet"] = "video_policy"
     num_cameras: int = 3
     frames_per_camera: int = 8  # T; 0 = the paper's horizon-0 row (each camera predicts its current frame)
@@ -577,7 +577,47 @@ def _svd_xt() -> ModelConfig:
     )
 
 
-PRESETS = {"tiny": _tiny, "svd-xt": _svd_xt}
+def _cpu() -> ModelConfig:
+    """The CPU study's sizes (sweeps/cpu_paper.yaml): tiny at half the U-Net's width, where stage 1 costs the
+    most (bench/study_costs.py), and a wider last fuse stage, as the closed-loop test learned with."""
+    tiny = _tiny()
+    return dataclasses.replace(
+        tiny, preset="cpu",
+        unet=dataclasses.replace(tiny.unet, block_out_channels=(32, 32, 32, 32), num_attention_heads=(2, 2, 2, 2)),
+        adapter=dataclasses.replace(tiny.adapter, fuse_widths=(64, 48, 128)))
+
+
+PRESETS = {"tiny": _tiny, "cpu": _cpu, "svd-xt": _svd_xt}
+#: Presets meant to start from random weights (no pretrained checkpoint exists at their sizes).
+RANDOM_INIT_PRESETS = frozenset({"tiny", "cpu"})
+
+#: What a preset sets beyond its sizes: training and sampling settings, as config data merged UNDER the
+#: `model` section when a config is read (YAML, --set, dicts: `apply_recipe`), so the file's own values win.
+#: These settings are not Optional fields (None already means something for several), so resolve() cannot
+#: fill them. "cpu" is the recipe that passed the closed-loop test (tests/test_closed_loop.py) at tiny sizes:
+RECIPES: dict[str, dict] = {
+    "cpu": {
+        "vae": {"fit_steps": 150, "fit_batch_size": 16},  # a random VAE encoder loses the cube; 150 steps keep it
+        # decoupled EDM (fidelity.md): actions on their own schedule, stage-2 features at a fixed sigma from a
+        # zero video, no stage-2 conditioning dropout (the adapter collapsed with it at these sizes)
+        "edm": {"action_sigma": "independent", "feature_sigma": 700.0, "feature_noise": False,
+                "action_p_mean": -1.2, "action_p_std": 1.2, "stage2_cond_dropout": 0.0},
+        "sampler": {"mode": "fast", "feature_sigma": 700.0, "head_steps": 10, "head_sigma_max": 80.0, "guidance": 1.0},
+        "action_head": {"step_embedding": "own"},
+        "adapter": {"zero_init_residual": True},
+    },
+}
+
+
+def apply_recipe(model: dict) -> dict:
+    """A `model` config section with its preset's RECIPES entry merged under it (its own keys win)."""
+    recipe = RECIPES.get(model.get("preset")) if isinstance(model, dict) else None
+    if not recipe:
+        return model
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in recipe.items()}
+    for k, v in model.items():
+        out[k] = {**out[k], **v} if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def from_dict(cls, data: dict):

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from videopolicy.models.config import RANDOM_INIT_PRESETS
+
 #: SVD-XT at the commit that added its diffusers weights (later commits touch README/LICENSE only).
 SVD_XT = "stabilityai/stable-video-diffusion-img2vid-xt@9689bb5af8d6c0fd3394fed3598893564438191c"
 #: OpenCLIP ViT-H-14 (laion2b_s32b_b79k), the text tower the authors load; its repo holds transformers weights.
@@ -87,7 +89,7 @@ def _subfolder(cfg, part: str) -> Optional[str]:
 
 def unset_problems(cfg) -> list[str]:
     """Config-only: the parts a paper-scale (non-tiny) row would build from random initialisation."""
-    if cfg.preset == "tiny" or cfg.allow_random_init:
+    if cfg.preset in RANDOM_INIT_PRESETS or cfg.allow_random_init:
         return []
     errs = []
     for name in parts_needed(cfg):
