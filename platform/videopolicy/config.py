@@ -384,7 +384,7 @@ class RayConfig:
     """How jobs reach Ray. address 'auto' joins RAY_ADDRESS / a running head, else starts a local one."""
 
     address: str = "auto"
-    num_cpus: int = 0  # for a locally started cluster; 0 = all cores
+    num_cpus: int = 0  # logical CPUs of a locally started cluster; 0 = max(4, cores) (util.local_num_cpus)
     auth_mode: Literal["disabled", "token"] = "token"  # when RAY_AUTH_MODE is unset; the same in every process (README)
 
 

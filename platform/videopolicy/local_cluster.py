@@ -34,7 +34,7 @@ from videopolicy.ray_auth import (
     token_env,
     token_file,
 )
-from videopolicy.util import cmdline, free_port, git_state, pid_alive, write_atomic
+from videopolicy.util import cmdline, free_port, git_state, local_num_cpus, pid_alive, write_atomic
 
 HEAD_FILE = "vp_head.json"
 
@@ -153,9 +153,7 @@ class LocalHead:
                f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
                f"--runtime-env-agent-port={self.runtime_env_agent_port}", f"--metrics-export-port={free_port()}",
                f"--ray-client-server-port={self.client_server_port}"]
-        # Logical oversubscription by default: with CPUs booked exactly, Ray Data starves beside a
-        # TorchTrainer or a rollout pool and hangs with only a warning (measured on the 2-core box).
-        cmd.append(f"--num-cpus={self.num_cpus or max(4, os.cpu_count() or 1)}")
+        cmd.append(f"--num-cpus={local_num_cpus(self.num_cpus)}")  # oversubscribed: see local_num_cpus
         return cmd
 
     def attach(self) -> bool:

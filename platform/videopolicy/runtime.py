@@ -17,6 +17,7 @@ from pathlib import Path
 
 from videopolicy.config import PlatformConfig, RayConfig
 from videopolicy.ray_auth import MODE_VAR, SINGLE_NODE, TOKEN_PATH_VAR, TOKEN_VAR, ensure_token, token_file
+from videopolicy.util import local_num_cpus
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +67,9 @@ def init_ray(cfg: RayConfig, store: str | Path | None = None) -> None:
         path = os.environ.get(TOKEN_PATH_VAR) or token_file(store or PlatformConfig().store)
         os.environ[TOKEN_PATH_VAR] = str(ensure_token(path))
     _refresh_ray_config()
-    kwargs = {"num_cpus": cfg.num_cpus} if cfg.num_cpus > 0 else {}
-    log.info("starting a local Ray cluster %s (127.0.0.1 only, auth %s)", kwargs, os.environ[MODE_VAR])
-    ray.init(include_dashboard=False, logging_level=logging.WARNING, **kwargs)
+    num_cpus = local_num_cpus(cfg.num_cpus)  # oversubscribed, as the local head's (util.local_num_cpus)
+    log.info("starting a local Ray cluster of %d logical CPUs (127.0.0.1 only, auth %s)", num_cpus, os.environ[MODE_VAR])
+    ray.init(include_dashboard=False, logging_level=logging.WARNING, num_cpus=num_cpus)
 
 
 def _is_loopback_address(address: str) -> bool:
