@@ -47,7 +47,8 @@ def test_sweep_end_to_end_survives_a_killed_driver(ray_cluster, tmp_path):
 
         # 2. The same command again: finishes, redoing nothing that had finished.
         second = subprocess.run([sys.executable, "jobs/sweep_ablations.py", "--sweep", "tests/sweeps/ci.yaml",
-                                 "--store", str(store)], cwd=ROOT, env=env, capture_output=True, text=True)
+                                 "--store", str(store), "--results", str(tmp_path / "results")],
+                                cwd=ROOT, env=env, capture_output=True, text=True)
         assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
         (report_dir,) = [p.parent for p in store.glob("reports/*/stages.json")]
         stages = {s["stage"]: s for s in json.loads((report_dir / "stages.json").read_text())["stages"]}
@@ -56,6 +57,11 @@ def test_sweep_end_to_end_survives_a_killed_driver(ray_cluster, tmp_path):
             if sid.split("/")[0] in ("data", "stage1", "stage2", "eval"):
                 assert stages[sid]["status"] == "reused", f"{sid} was redone"
                 assert (store / sid / "_COMPLETE").stat().st_mtime_ns == mtime
+                assert stages[sid]["ran_seconds"] > 0  # its wall time from the first driver's run
+        # the --results copy (what a study commits) passes the consistency check
+        from videopolicy.report.results import check_results
+
+        assert check_results(tmp_path / "results") == []
 
         # 3. The table has every row, on the same episodes; the sanity rows land where they must.
         episodes = pd.read_parquet(report_dir / "episodes.parquet")
