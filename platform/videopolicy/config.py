@@ -29,7 +29,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import yaml
 
 from videopolicy.catalog import SUITES, suite_cameras, suite_tasks
-from videopolicy.models.config import ModelConfig, apply_recipe
+from videopolicy.models.config import RECIPES, ModelConfig
 from videopolicy.row_kinds import ROW_KIND_NAMES, RowKind, row_kind
 
 
@@ -629,8 +629,9 @@ def _config_or_errors(data: dict, prefix: str, errors: list[str], check_files: b
         errors.append(f"{prefix or '<top>'}: expected a mapping, got {type(data).__name__}")
         return PlatformConfig()
     n_before = len(errors)
-    if isinstance(data.get("model"), dict):  # the model preset's recipe, under the section's own values
-        data = {**data, "model": apply_recipe(data["model"])}
+    model = data.get("model")
+    if isinstance(model, dict) and model.get("preset") in RECIPES:  # the preset's recipe, under the file's values
+        data = {**data, "model": merge_overrides(RECIPES[model["preset"]], model)}
     cfg = _build(PlatformConfig, data, prefix, errors)
     if len(errors) == n_before:  # value checks only make sense on well-typed input
         _validate_tree(cfg, prefix, errors)

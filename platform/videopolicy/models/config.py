@@ -592,7 +592,7 @@ PRESETS = {"tiny": _tiny, "cpu": _cpu, "svd-xt": _svd_xt}
 RANDOM_INIT_PRESETS = frozenset({"tiny", "cpu"})
 
 #: What a preset sets beyond its sizes: training and sampling settings, as config data merged UNDER the
-#: `model` section when a config is read (YAML, --set, dicts: `apply_recipe`), so the file's own values win.
+#: `model` section when a config is read (YAML, --set, dicts: config.py's loader), so the file's own values win.
 #: These settings are not Optional fields (None already means something for several), so resolve() cannot
 #: fill them. "cpu" is the recipe that passed the closed-loop test (tests/test_closed_loop.py) at tiny sizes:
 RECIPES: dict[str, dict] = {
@@ -608,16 +608,6 @@ RECIPES: dict[str, dict] = {
     },
 }
 
-
-def apply_recipe(model: dict) -> dict:
-    """A `model` config section with its preset's RECIPES entry merged under it (its own keys win)."""
-    recipe = RECIPES.get(model.get("preset")) if isinstance(model, dict) else None
-    if not recipe:
-        return model
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in recipe.items()}
-    for k, v in model.items():
-        out[k] = {**out[k], **v} if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def from_dict(cls, data: dict):

@@ -146,19 +146,17 @@ def _provenance(plan: Plan, sweep_id: str, reference: str, seconds: float, comma
         "tags": provenance_tags(e.suite)})
 
 
-#: What a sweep's report directory holds that `export_results` copies (summary.json names store paths).
-RESULT_FILES = ("ablation.csv", "ablation.md", "ablation.html", "report.html", "episodes.parquet", "stages.json",
-                "provenance.json")
-
-
 def export_results(report_dir: Path, dest: Path) -> Path:
-    """Copy a finished sweep's results (RESULT_FILES) into `dest` (e.g. results/cpu_paper/ to commit)."""
-    missing = [f for f in RESULT_FILES if not (Path(report_dir) / f).exists()]
+    """Copy a finished sweep's results (report.results.FILES; not summary.json, which names store paths)
+    into `dest` (e.g. results/cpu_paper/ to commit)."""
+    from videopolicy.report.results import FILES
+
+    missing = [f for f in FILES if not (Path(report_dir) / f).exists()]
     if missing:
         raise FileNotFoundError(f"{report_dir}: no {missing}; only a sweep with evaluated rows has results to export")
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    for f in RESULT_FILES:
+    for f in FILES:
         shutil.copy2(Path(report_dir) / f, dest / f)
     return dest
 
