@@ -291,7 +291,8 @@ class BridgeEnv(SimEnv):
         """The episode's language as the child's env reported it at reset (``info["lang"]``), or None."""
         return self.episode_instruction
 
-    def step(self, action: np.ndarray) -> StepResult:
+    def step(self, action: np.ndarray, observe: bool = True) -> StepResult:
+        # the child renders every step whatever `observe` says (no gate across the bridge yet)
         a = np.asarray(action, dtype=np.float64)
         meta, arrays = self.client.call("step", arrays={"action": a})
         self.steps += 1

@@ -474,6 +474,41 @@ def env_args(env, task: str, cameras: Sequence[str], image_size: int, render: Re
 # Observations, state, replay
 
 
+class FrameGate:
+    """Render the cameras only on the control steps whose frames someone looks at.
+
+    robosuite renders every camera on every control step: at 3 cameras x 64 px on llvmpipe that is
+    ~80% of a step. A policy that executes 16 actions per chunk looks at one frame in 16. Closed, the
+    gate hands each camera's sensor back its previous image instead of rendering; robosuite's own
+    sampling schedule (which sub-step a camera is read at) is untouched, so an open step renders
+    exactly the frame it would have rendered with no gate (``tests/evaluate/test_frame_gate.py``).
+
+    `install()` after every ``env.reset()``: a hard reset builds new observables.
+    """
+
+    def __init__(self, env, cameras: Sequence[str]):
+        self.env, self.cameras = env, tuple(cameras)
+        self.open = True
+
+    def install(self) -> None:
+        import functools
+
+        for cam in self.cameras:
+            observable = self.env._observables[f"{cam}_image"]
+            render = observable._sensor
+            if getattr(render, "_videopolicy_gate", None) is self:
+                continue
+
+            @functools.wraps(render)  # keeps robosuite's sensor attributes (__modality__)
+            def gated(obs_cache, render=render, observable=observable):
+                if self.open:
+                    return render(obs_cache)
+                return observable._current_observed_value  # never looked at; not rendered
+
+            gated._videopolicy_gate = self
+            observable._sensor = gated
+
+
 def frames_from_obs(obs: Mapping[str, np.ndarray], cameras: Sequence[str]) -> dict[str, np.ndarray]:
     """``{camera: (H, W, 3) uint8}``, upright (row 0 = top of the image)."""
     from robosuite import macros

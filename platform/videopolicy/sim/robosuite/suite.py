@@ -129,6 +129,7 @@ class RobosuiteSimEnv(SimEnv):
         self.cameras = tuple(cameras)
         # robosuite's own horizon is never reached (ignore_done); the worker enforces the step limit
         self.env = rse.make_env(task, self.cameras, image_size, render, seed=0, horizon=max_steps + 100)
+        self._gate = rse.FrameGate(self.env, self.cameras)
         self._raw_obs: dict = {}
         self._spec: Optional[EpisodeSpec] = None
         self._expert = None
@@ -148,22 +149,26 @@ class RobosuiteSimEnv(SimEnv):
         from videopolicy.sim.robosuite.env import reseed
 
         reseed(self.env, spec.seed)
+        self._gate.open = True
         self._raw_obs = self.env.reset()
+        self._gate.install()
         self._spec, self._expert = spec, None
         self._bad_qacc = self._qacc_warnings()
         return self._frames(self._raw_obs)
 
-    def step(self, action: np.ndarray) -> StepResult:
+    def step(self, action: np.ndarray, observe: bool = True) -> StepResult:
         from videopolicy.sim.robosuite.env import success
 
         a = np.clip(np.asarray(action, dtype=np.float64).reshape(ACTION_DIM), -1.0, 1.0)
+        self._gate.open = observe
         self._raw_obs, _, _, _ = self.env.step(a)
+        frames = self._frames(self._raw_obs) if observe else {}
         qacc = self._qacc_warnings()
         state = self.env.sim.data._data
         if qacc > self._bad_qacc or not (np.isfinite(state.qpos).all() and np.isfinite(state.qvel).all()):
             self._bad_qacc = qacc
-            return StepResult(self._frames(self._raw_obs), False, "physics_unstable")
-        return StepResult(self._frames(self._raw_obs), success(self.env))
+            return StepResult(frames, False, "physics_unstable")
+        return StepResult(frames, success(self.env))
 
     def expert_action(self) -> Optional[np.ndarray]:
         """The scripted expert's next action from privileged state; call once per executed step."""

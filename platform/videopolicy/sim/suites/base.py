@@ -67,7 +67,7 @@ class Protocol:
 
 @dataclass
 class StepResult:
-    obs: dict[str, np.ndarray]
+    obs: dict[str, np.ndarray]  # camera -> (H, W, 3) uint8; may be {} after a step taken with observe=False
     success: bool  # the suite's success check after this step
     failure: Optional[str] = None  # policy-caused end (e.g. "physics_unstable"); counts as a failure
     info: dict = field(default_factory=dict)
@@ -81,7 +81,10 @@ class SimEnv(ABC):
         """Place the scene for `spec` (deterministic from spec.seed / spec.scene) and return the first obs."""
 
     @abstractmethod
-    def step(self, action: np.ndarray) -> StepResult: ...
+    def step(self, action: np.ndarray, observe: bool = True) -> StepResult:
+        """One control step. ``observe=False`` says nobody will look at this step's frames: an env may
+        skip rendering them and return ``obs={}``. The frames of an observed step must not depend on
+        which earlier steps were observed."""
 
     def expert_action(self) -> Optional[np.ndarray]:
         """The scripted expert's next action, where the suite has one (sanity policy); else None."""
