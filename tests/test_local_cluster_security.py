@@ -139,7 +139,7 @@ from videopolicy.local_cluster import _children_map
 from videopolicy.ray_auth import listening_sockets
 from videopolicy.runtime import init_ray
 
-init_ray(RayConfig(num_cpus=1), store=sys.argv[1])
+init_ray(RayConfig(), store=sys.argv[1])  # num_cpus 0: the default, max(4, cores) (util.local_num_cpus)
 n = ray.data.range(16).map_batches(lambda b: b).count()
 kids, tree, stack = _children_map(), set(), [os.getpid()]
 while stack:
@@ -148,7 +148,8 @@ while stack:
         tree.add(pid)
         stack.extend(kids.get(pid, []))
 print("RESULT", json.dumps({"rows": n, "mode": os.environ["RAY_AUTH_MODE"], "token": os.environ.get("RAY_AUTH_TOKEN_PATH"),
-                            "node": ray.util.get_node_ip_address(), "sockets": listening_sockets(sorted(tree))}))
+                            "node": ray.util.get_node_ip_address(), "sockets": listening_sockets(sorted(tree)),
+                            "cpus": ray.cluster_resources().get("CPU")}))
 ray.shutdown()
 """
 
@@ -160,6 +161,8 @@ def test_ray_init_auto_start_is_loopback_only_with_the_store_token(tmp_path):
     assert out.returncode == 0 and line, out.stdout[-2000:] + out.stderr[-3000:]
     got = json.loads(line[len("RESULT "):])
     assert got["rows"] == 16 and got["mode"] == "token" and got["node"] == "127.0.0.1"
+    # booked at the machine's cores (2 here), a stage-1 trainer left Ray Data no CPU and the sweep hung
+    assert got["cpus"] == max(4, os.cpu_count()), f"in-process cluster has {got['cpus']} CPUs"
     assert got["token"] == str(token_file(tmp_path / "store"))
     assert stat.S_IMODE(Path(got["token"]).stat().st_mode) == 0o600
     assert len(got["sockets"]) >= 2, got["sockets"]  # GCS and raylet at least: the check saw the cluster
