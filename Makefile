@@ -64,6 +64,7 @@ bench: install
 	$(PY) bench/train_overhead.py
 	$(PY) bench/data_pipeline.py
 	$(PY) bench/rollouts.py
+	$(PY) bench/frame_gate.py
 	$(PY) bench/train_metrics_outage.py
 	$(PY) bench/study_costs.py --steps 2
 
