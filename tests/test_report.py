@@ -55,6 +55,18 @@ def results(rates: dict[str, list[float]] = RATES) -> pd.DataFrame:
     return pd.DataFrame(recs)
 
 
+def learning() -> pd.DataFrame:
+    """Two training stages' curves as sweep/report.py collects them: a stage-1 loss falling over two decades
+    (a log axis) and a stage 2 with validation every 100 steps (NaN between)."""
+    s1 = pd.DataFrame({"step": [50, 100, 150, 200], "loss": [1.0, 0.1, 0.03, 0.01]})
+    s2 = pd.DataFrame({"step": [50, 100, 150, 200], "loss": [0.5, 0.4, 0.35, 0.3],
+                       "val_action_mse": [math.nan, 0.2, math.nan, 0.1], "val_action_mse_mean": [math.nan, 0.14,
+                                                                                                 math.nan, 0.14]})
+    return pd.concat([s1.assign(stage="stage1/aaa", kind="stage1", label="video U-Net", rows="two_stage"),
+                      s2.assign(stage="stage2/bbb", kind="stage2", label="two_stage", rows="two_stage")],
+                     ignore_index=True)
+
+
 def mean(row: str, tasks: list[str] = TASKS) -> float:
     return sum(RATES[row][TASKS.index(t)] for t in tasks) / len(tasks)
 
@@ -151,7 +163,8 @@ def render(page: Path, tmp: Path, *args: str, width: int = 1280, height: int = 2
 def test_report_renders_in_headless_chromium(tmp_path):
     from PIL import Image
 
-    paths = build_report(results(), ROWS, tmp_path / "report", reference_row="two_stage", title="Smoke ablation")
+    paths = build_report(results(), ROWS, tmp_path / "report", reference_row="two_stage", title="Smoke ablation",
+                         learning=learning())
     page = paths["report"]
     text = page.read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?https?:""", text) and "<script" not in text  # self-contained
@@ -165,7 +178,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
     for r in ROWS:
         assert f">{r.name}<" in dom
     charts = probe["charts"]
-    assert set(charts) == {"fig-success", "fig-horizon", "fig-transfer", "fig-deltas"}
+    assert set(charts) == {"fig-success", "fig-horizon", "fig-transfer", "fig-deltas", "fig-curve-0", "fig-curve-1"}
     for c in charts.values():
         assert c["box"]["w"] > 200 and c["box"]["h"] > 100  # laid out, not collapsed
 
@@ -200,6 +213,18 @@ def test_report_renders_in_headless_chromium(tmp_path):
         assert float(d["data"]["lo"]) <= float(d["data"]["value"]) <= float(d["data"]["hi"])
         assert d["box"]["x"] + d["box"]["w"] / 2 < zero_x
 
+    # learning curves: one chart per training stage, a point per reported value (NaN draws none); stage 1's
+    # loss spans two decades, so its axis is logarithmic: equal ratios are equal heights
+    s1, s2 = charts["fig-curve-0"]["marks"], charts["fig-curve-1"]["marks"]
+    assert [(float(m["data"]["x"]), float(m["data"]["value"])) for m in s1] == [(50, 1.0), (100, 0.1), (150, 0.03),
+                                                                                 (200, 0.01)]
+    ys = [m["box"]["y"] for m in s1]
+    assert ys == sorted(ys) and ys[1] - ys[0] == pytest.approx(ys[3] - ys[1], abs=1.5)  # 1 -> 0.1 -> 0.01
+    assert sorted((m["data"]["series"], float(m["data"]["x"])) for m in s2) == sorted(
+        [("loss", x) for x in (50, 100, 150, 200)] + [(k, x) for k in ("val_action_mse", "val_action_mse_mean")
+                                                      for x in (100, 200)])
+    assert "(log)" not in text.split('id="fig-curve-1"')[1].split("</svg>")[0]
+
     # the screenshot: the page painted, with the first row's bar color on it
     shot = tmp_path / "report.png"
     render(page, tmp_path, f"--screenshot={shot}", width=1280, height=2600)
@@ -218,7 +243,7 @@ def _results_dir(out: Path, episodes: pd.DataFrame) -> Path:
     build_report(episodes, ROWS, out, reference_row="two_stage", title="t")
     episodes.to_parquet(out / "episodes.parquet", index=False)
     (out / "stages.json").write_text(json.dumps({"stages": [
-        {"stage": "stage1/abc", "status": "reused", "ran_seconds": 12.0, "rows": ["two_stage"]}]}))
+        {"stage": "stage1/abc", "kind": "stage1", "status": "reused", "ran_seconds": 12.0, "rows": ["two_stage"]}]}))
     (out / "provenance.json").write_text(json.dumps({
         "command": "python jobs/sweep_ablations.py --sweep s.yaml", "rows": list(RATES), "reference_row": "two_stage",
         "eval": {"episodes_per_task": N, "adaptive": None},
@@ -248,6 +273,18 @@ def test_results_check_recomputes_the_table_from_the_episodes(tmp_path):
     problems = check_results(short)
     assert any("row joint: its episodes differ" in p for p in problems)
     assert any("row joint, Door: 17 episodes" in p for p in problems)
+
+    curves = learning()[lambda c: c.stage == "stage1/aaa"].assign(stage="stage1/abc")  # stages.json's stage
+    curves.to_csv(good / "curves.csv", index=False)
+    assert check_results(good) == []
+    curves.loc[3, "step"] = 100  # a step reported twice
+    curves.loc[2, "loss"] = math.inf
+    pd.concat([curves, learning()[lambda c: c.stage == "stage2/bbb"]]).to_csv(good / "curves.csv", index=False)
+    problems = check_results(good)
+    assert any("stage stage1/abc: steps" in p for p in problems), problems
+    assert any("stage stage1/abc: non-finite training loss" in p for p in problems)
+    assert any("stage stage2/bbb is not a training stage" in p for p in problems)
+    (good / "curves.csv").unlink()
 
     prov = json.loads((good / "provenance.json").read_text())
     prov["tags"]["videopolicy.git.sha"] = "unknown"

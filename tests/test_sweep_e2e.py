@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = ["two_stage", "half_tasks", "joint", "scripted_expert", "random"]
@@ -62,6 +63,12 @@ def test_sweep_end_to_end_survives_a_killed_driver(ray_cluster, tmp_path):
         from videopolicy.report.results import check_results
 
         assert check_results(tmp_path / "results") == []
+        # every training stage's learning curve, as its MLflow run has it (stage 1: log_every 2 of 4 steps)
+        curves = pd.read_csv(tmp_path / "results" / "curves.csv")
+        train_stages = {s for s in stages if s.split("/")[0] in ("stage1", "stage2")}
+        assert set(curves["stage"]) == train_stages
+        (stage1_id,) = [s for s in train_stages if s.startswith("stage1/")]
+        assert list(curves[curves.stage == stage1_id]["step"]) == [2, 4]
 
         # 3. The table has every row, on the same episodes; the sanity rows land where they must.
         episodes = pd.read_parquet(report_dir / "episodes.parquet")
@@ -99,6 +106,9 @@ def test_sweep_end_to_end_survives_a_killed_driver(ray_cluster, tmp_path):
         table = client.download_artifacts(expert.info.run_id, "eval/success_table.json", str(tmp_path))
         assert "Lift" in Path(table).read_text()
         stage1 = next(r for r in by_level["stage"] if r.data.tags["videopolicy.stage_key"].startswith("stage1/"))
-        assert [m.step for m in client.get_metric_history(stage1.info.run_id, "stage1/loss")] == [2, 4]
+        history = client.get_metric_history(stage1.info.run_id, "stage1/loss")
+        assert [m.step for m in history] == [2, 4]
+        assert list(curves[curves.stage == stage1_id]["loss"]) == pytest.approx([m.value for m in history], rel=1e-9)
+        assert all(f'data-stage="{s}"' in html for s in train_stages)  # a chart each in the report
     finally:
         stop_tracking(store)

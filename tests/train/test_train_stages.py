@@ -166,7 +166,14 @@ def test_second_launch_with_the_same_name_resumes_in_the_same_mlflow_run(make_cf
     runs = client.search_runs([client.get_experiment_by_name("train-test").experiment_id],
                               filter_string="tags.`videopolicy.train_run` = 'again'")
     assert len(runs) == 1
-    assert [m.step for m in client.get_metric_history(run_id, "stage1/loss")] == [2, 4, 6, 8]
+    history = client.get_metric_history(run_id, "stage1/loss")
+    assert [m.step for m in history] == [2, 4, 6, 8]
+    # the learning curve the sweep's results carry (videopolicy.progress.read_curve) is what MLflow got
+    from videopolicy.progress import read_curve
+
+    curve = read_curve(progress)
+    assert list(curve["step"]) == [2, 4, 6, 8]
+    assert list(curve["loss"]) == pytest.approx([m.value for m in sorted(history, key=lambda m: m.step)], rel=1e-6)
 
 
     # A checkpoint Ray Train never registered (its group died before the controller polled) still counts:

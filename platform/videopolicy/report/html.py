@@ -2,7 +2,8 @@
 
 Sections: the ablation table; success per row and task; the horizon curve (rows that differ only
 in clips.video_horizon, like the paper's Figure 3); seen vs unseen tasks of half_tasks rows (like
-Figure 4); paired deltas against the reference row with their intervals; the rows' axes.
+Figure 4); paired deltas against the reference row with their intervals; the rows' axes; the training
+stages' learning curves (when the sweep passes them: sweep/report.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pandas as pd
 
 from videopolicy.evaluate.stats import PAIRED_INTERVAL_LABEL, mean_over_tasks, success_table
 from videopolicy.report.rows import AXES, RowInfo
-from videopolicy.report.svg import Interval, forest, grouped_bars, line_chart
+from videopolicy.report.svg import Interval, curves, forest, grouped_bars, line_chart
 from videopolicy.report.table import TABLE_CSS, AblationTable, ablation_table
 
 PAGE_CSS = ("body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}"
@@ -129,13 +130,39 @@ def axes_section(rows: list[RowInfo]) -> str:
     return _section("rows", "Rows", f'<table class="axes"><tr>{head}</tr>{body}</table>')
 
 
+CURVE_SERIES = ("loss", "val_loss", "val_action_mse", "val_action_mse_mean")  # train/validate.py
+
+
+def curves_section(learning: pd.DataFrame | None) -> str:
+    """One chart per training stage: its loss and validation metrics vs step (rows of `learning`: stage,
+    label, rows, step and the reported metrics; sweep/report.py's curves.csv)."""
+    if learning is None or learning.empty:
+        return _section("curves", "Learning curves", '<p class="empty">No training stage reported metrics.</p>')
+    charts = []
+    for i, (stage, c) in enumerate(learning.groupby("stage", sort=False)):
+        series = {k: list(zip(c["step"].astype(float), c[k].astype(float))) for k in CURVE_SERIES if k in c}
+        head = c.iloc[0]
+        charts.append(f'<figure data-stage="{html.escape(stage)}">'
+                      + curves(f"fig-curve-{i}", f"{head['label']} ({stage}; rows {head['rows']})", series,
+                               "training step", "value")
+                      + f"<figcaption>{html.escape(str(head['label']))}: {html.escape(stage)}, rows "
+                        f"{html.escape(str(head['rows']))}</figcaption></figure>")
+    return _section("curves", "Learning curves", "".join(charts),
+                    "loss: the training loss, averaged over each report's steps. val_loss: the same loss on held-out "
+                    "demos' clips. val_action_mse: sampled action chunks vs the held-out demos' (normalised units); "
+                    "val_action_mse_mean: the held-out clips' own mean chunk, the bar a policy must get below. "
+                    "Validation uses the weights the checkpoint exports (the EMA's).")
+
+
 def build_report(results: pd.DataFrame, rows: list[RowInfo], out_dir: str | Path, reference_row: str | None = None,
                  title: str = "Video Policy ablation", adaptive=None,
-                 episode_hours: dict[str, float] | None = None, notice: str = "") -> dict[str, Path]:
+                 episode_hours: dict[str, float] | None = None, notice: str = "",
+                 learning: pd.DataFrame | None = None) -> dict[str, Path]:
     """Write report.html and the ablation table (ablation.csv / .md / .html) into out_dir.
 
     results: per-episode records of every row (harness schema + `row`); rows: the sweep's rows in
-    table order (RowInfo: name, axes, train_tasks). Returns {"report", "csv", "md", "html"} paths.
+    table order (RowInfo: name, axes, train_tasks); learning: the training stages' curves (curves_section),
+    if any. Returns {"report", "csv", "md", "html"} paths.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -162,6 +189,7 @@ def build_report(results: pd.DataFrame, rows: list[RowInfo], out_dir: str | Path
         transfer_section(results, rows, table.tasks),
         delta_section(table),
         axes_section(rows),
+        curves_section(learning),
     ])
     page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{PAGE_CSS}{TABLE_CSS}</style></head><body>{body}</body></html>\n")

@@ -1,5 +1,6 @@
 """Check a committed results directory (a sweep's `--results` copy: ablation.csv/.md/.html, report.html,
-episodes.parquet, stages.json, provenance.json) for consistency without rerunning anything.
+episodes.parquet, stages.json, provenance.json; curves.csv when its training stages reported metrics) for
+consistency without rerunning anything.
 
     problems = check_results("results/cpu_paper")   # [] when consistent; else what is wrong, and where
 
@@ -7,7 +8,8 @@ What it checks: every file is there; the rows of the table, of the episodes and 
 every row ran the same episodes (paired), each task the configured count (a fixed-budget evaluation) with no
 infrastructure errors; each rate and Wilson 95% interval in ablation.csv equals the one recomputed here
 from the episodes with its own formula; each paired delta equals the mean over tasks of the paired differences; every stage
-finished and reports its wall time; the provenance names a command, a git SHA and the package versions.
+finished and reports its wall time; the provenance names a command, a git SHA and the package versions;
+each learning curve in curves.csv belongs to a training stage, its steps rise and its loss is finite.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pandas as pd
 
 FILES = ("ablation.csv", "ablation.md", "ablation.html", "report.html", "episodes.parquet", "stages.json",
          "provenance.json")
+OPTIONAL_FILES = ("curves.csv",)  # the training stages' learning curves, when they reported metrics
 VERSIONS = ("torch", "diffusers", "ray", "mujoco", "robosuite", "mlflow")
 
 
@@ -90,6 +93,8 @@ def check_results(directory: str | Path, tol: float = 1e-6) -> list[str]:
     for s in stages:
         if s["status"] not in ("done", "reused") or s.get("ran_seconds") is None:
             problems.append(f"stages.json: stage {s['stage']} is {s['status']} (ran_seconds {s.get('ran_seconds')})")
+    if (d / "curves.csv").is_file():
+        problems += _check_curves(pd.read_csv(d / "curves.csv"), {s["stage"]: s for s in stages})
     tags = prov.get("tags", {})
     if not re.fullmatch(r"[0-9a-f]{40}", tags.get("videopolicy.git.sha", "")):
         problems.append(f"provenance.json: git SHA {tags.get('videopolicy.git.sha')!r} is not a commit")
@@ -97,4 +102,18 @@ def check_results(directory: str | Path, tol: float = 1e-6) -> list[str]:
         problems.append("provenance.json: no command")
     problems += [f"provenance.json: no version of {p}" for p in VERSIONS
                  if tags.get(f"videopolicy.version.{p}", "absent") == "absent"]
+    return problems
+
+
+def _check_curves(curves: pd.DataFrame, stages: dict[str, dict]) -> list[str]:
+    """curves.csv: every curve belongs to a training stage of stages.json, its steps rise, its loss is finite."""
+    problems = []
+    for stage, c in curves.groupby("stage", sort=False):
+        if stages.get(stage, {}).get("kind") not in ("stage1", "stage2"):
+            problems.append(f"curves.csv: stage {stage} is not a training stage of stages.json")
+        steps = list(c["step"])
+        if steps != sorted(set(steps)) or steps[0] <= 0:
+            problems.append(f"curves.csv: stage {stage}: steps {steps[:5]}... are not positive and rising")
+        if not c["loss"].map(math.isfinite).all():
+            problems.append(f"curves.csv: stage {stage}: non-finite training loss")
     return problems

@@ -7,6 +7,7 @@ Every data mark carries class "mark" plus its kind, data-* attributes with what 
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import dataclass
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -55,7 +56,8 @@ class Frame:
         v = min(max(v, self.y0), self.y1)
         return self.top + self.plot_h * (1 - (v - self.y0) / (self.y1 - self.y0))
 
-    def y_axis(self, label: str, ticks: list[float], fmt: str = "{:.1f}") -> str:
+    def y_axis(self, label: str, ticks: list[float], fmt: str = "{:.1f}", shown=None) -> str:
+        """`shown(t)`: the text of tick t (default fmt.format(t)), e.g. 10**t on a log axis."""
         parts = [(f'<line class="axis" x1="{self.left}" y1="{self.top}" x2="{self.left}" '
                   f'y2="{self.top + self.plot_h}" stroke="#333"/>')]
         for t in ticks:
@@ -63,7 +65,7 @@ class Frame:
             parts.append(f'<line class="grid" x1="{self.left}" y1="{y:.1f}" x2="{self.left + self.plot_w}" '
                          f'y2="{y:.1f}" stroke="#e5e5e5"/>')
             parts.append(f'<text x="{self.left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11">'
-                         f"{fmt.format(t)}</text>")
+                         f"{shown(t) if shown else fmt.format(t)}</text>")
         parts.append(f'<text transform="translate(14,{self.top + self.plot_h / 2:.0f}) rotate(-90)" '
                      f'text-anchor="middle" font-size="12">{_e(label)}</text>')
         return "".join(parts)
@@ -181,4 +183,53 @@ def forest(chart_id: str, title: str, items: list[tuple[str, Interval, str]], x_
                      f'fill="{fill}"><title>{_e(label)}: {iv.value:+.2f} [{iv.lo:+.2f}, {iv.hi:+.2f}] {_e(note)}</title>'
                      "</circle>")
         parts.append(f'<text x="{frame.left + frame.plot_w + 8}" y="{y + 4:.1f}" font-size="11">{_e(note)}</text>')
+    return _svg(chart_id, frame, "".join(parts), title)
+
+
+def curves(chart_id: str, title: str, series: dict[str, list[tuple[float, float]]], x_label: str,
+           y_label: str) -> str:
+    """Lines through (x, y) per series (a learning curve: loss and validation metrics vs training step).
+
+    The y axis is logarithmic (losses span decades) when every value is positive and they span more than
+    a factor of 20; non-finite values draw nothing."""
+    pts = {n: [(x, y) for x, y in p if math.isfinite(x) and math.isfinite(y)] for n, p in series.items()}
+    pts = {n: p for n, p in pts.items() if p}
+    values = [y for p in pts.values() for _, y in p] or [0.0, 1.0]
+    log = min(values) > 0 and max(values) / min(values) > 20
+
+    def ty(v: float) -> float:
+        return math.log10(v) if log else v
+
+    lo, hi = min(map(ty, values)), max(map(ty, values))
+    if log:
+        lo, hi = math.floor(lo), math.ceil(hi)
+        ticks = [float(t) for t in range(int(lo), int(hi) + 1)]
+    else:
+        lo, hi = min(lo, 0.0), (hi if hi > lo else lo + 1.0)
+        ticks = [lo + (hi - lo) * i / 4 for i in range(5)]
+    legend_w = 20 + 7 * max((len(n) for n in pts), default=0)
+    frame = Frame(width=520 + legend_w, height=300, right=16 + legend_w, bottom=56, y0=lo, y1=hi)
+    xs = [x for p in pts.values() for x, _ in p] or [0.0, 1.0]
+    x_min, x_max = min(xs), max(xs)
+
+    def xpos(v: float) -> float:
+        return frame.left + frame.plot_w * (v - x_min) / ((x_max - x_min) or 1.0)
+
+    parts = [frame.y_axis(y_label + (" (log)" if log else ""), ticks, "{:.3g}",
+                          (lambda t: f"{10 ** t:g}") if log else None)]
+    parts.append(f'<line class="axis" x1="{frame.left}" y1="{frame.top + frame.plot_h:.1f}" '
+                 f'x2="{frame.left + frame.plot_w}" y2="{frame.top + frame.plot_h:.1f}" stroke="#333"/>')
+    for t in (x_min, (x_min + x_max) / 2, x_max):
+        parts.append(f'<text x="{xpos(t):.1f}" y="{frame.top + frame.plot_h + 16:.1f}" text-anchor="middle" '
+                     f'font-size="11">{t:g}</text>')
+    for i, (name, p) in enumerate(pts.items()):
+        path = " ".join(f"{xpos(x):.1f},{frame.y(ty(y)):.1f}" for x, y in p)
+        parts.append(f'<polyline class="curve" data-series="{_e(name)}" points="{path}" fill="none" '
+                     f'stroke="{color(i)}" stroke-width="1.5"/>')
+        parts.extend(f'<circle class="mark curve-point" data-series="{_e(name)}" data-x="{x:g}" data-value="{y:.6g}" '
+                     f'cx="{xpos(x):.1f}" cy="{frame.y(ty(y)):.1f}" r="2.5" fill="{color(i)}">'
+                     f"<title>{_e(name)} at {x_label} {x:g}: {y:.4g}</title></circle>" for x, y in p)
+    parts.append(f'<text x="{frame.left + frame.plot_w / 2:.0f}" y="{frame.height - 12}" text-anchor="middle" '
+                 f'font-size="12">{_e(x_label)}</text>')
+    parts.append(_legend(list(pts), frame.left + frame.plot_w + 16, frame.top + 10))
     return _svg(chart_id, frame, "".join(parts), title)

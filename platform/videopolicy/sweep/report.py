@@ -14,7 +14,7 @@ import pandas as pd
 
 from videopolicy.store import write_json_atomic
 from videopolicy.sweep.plan import Plan
-from videopolicy.sweep.stages import DataStage, EvalStage, episode_list_id
+from videopolicy.sweep.stages import DataStage, EvalStage, TrainStage, episode_list_id
 
 PIPELINE_CHECK_NOTICE = ("PIPELINE CHECK, not results: this sweep's training and evaluation budgets are far too small "
                          "for a policy to learn (its file sets pipeline_check: true). The numbers show that every "
@@ -48,8 +48,9 @@ def finish_sweep(plan: Plan, outcomes: dict, results: pd.DataFrame, tracker, ref
     _provenance(plan, sweep_id, reference, seconds, command, out_dir)
     failed_rows, infos = _finish_rows(plan, outcomes, results, tracker)
     summary: dict = {"failed_rows": failed_rows, "report": None}
+    learning = learning_curves(plan, out_dir)
     if not results.empty:
-        summary["report"] = _table_and_report(plan, results, infos, tracker, reference, sweep_id, out_dir)
+        summary["report"] = _table_and_report(plan, results, infos, tracker, reference, sweep_id, out_dir, learning)
     _stage_timings(plan, outcomes, sweep_id, seconds, out_dir)
     tracker.end(tracker.sweep_run(), "FAILED" if failed_rows else "FINISHED")
     flushed = tracker.flush(restart_server=True)
@@ -86,8 +87,28 @@ def _finish_rows(plan: Plan, outcomes: dict, results: pd.DataFrame, tracker) -> 
     return failed_rows, infos
 
 
+def learning_curves(plan: Plan, out_dir: Path) -> pd.DataFrame:
+    """Every finished training stage's learning curve (its progress file: videopolicy.progress.read_curve),
+    one row per stage and reported step, saved as curves.csv when any stage reported metrics."""
+    from videopolicy.progress import read_curve
+
+    parts = []
+    for node in plan.nodes.values():
+        if isinstance(node, TrainStage) and plan.done(node.id):
+            curve = read_curve(plan.stage_dir(node).path / "progress")
+            if not curve.empty:
+                parts.append(curve.assign(stage=node.id, kind=node.kind, label=node.label, rows=",".join(node.rows)))
+    if not parts:
+        return pd.DataFrame()
+    learning = pd.concat(parts, ignore_index=True)
+    front = ["stage", "kind", "label", "rows", "step"]
+    learning = learning[front + [c for c in learning.columns if c not in front]]
+    learning.to_csv(out_dir / "curves.csv", index=False)
+    return learning
+
+
 def _table_and_report(plan: Plan, results: pd.DataFrame, infos: list, tracker, reference: str, sweep_id: str,
-                      out_dir: Path) -> str:
+                      out_dir: Path, learning: pd.DataFrame | None = None) -> str:
     """Print the ablation table of the rows with results, write the HTML report and the episodes (logged
     to MLflow too); returns the report's path."""
     from videopolicy.report import ablation_table, build_report
@@ -102,7 +123,7 @@ def _table_and_report(plan: Plan, results: pd.DataFrame, infos: list, tracker, r
     print("\n" + str(table) + "\n")
     title = f"{'Pipeline check' if notice else 'Video Policy ablation'}: {sweep_id}"
     paths = build_report(results, done_rows, out_dir, ref, title=title, adaptive=adaptive, episode_hours=hours,
-                         notice=notice)
+                         notice=notice, learning=learning)
     log_report(tracker, paths, table.numeric)
     results.to_parquet(out_dir / "episodes.parquet", index=False)
     return str(paths["report"])
@@ -149,14 +170,14 @@ def _provenance(plan: Plan, sweep_id: str, reference: str, seconds: float, comma
 def export_results(report_dir: Path, dest: Path) -> Path:
     """Copy a finished sweep's results (report.results.FILES; not summary.json, which names store paths)
     into `dest` (e.g. results/cpu_paper/ to commit)."""
-    from videopolicy.report.results import FILES
+    from videopolicy.report.results import FILES, OPTIONAL_FILES
 
     missing = [f for f in FILES if not (Path(report_dir) / f).exists()]
     if missing:
         raise FileNotFoundError(f"{report_dir}: no {missing}; only a sweep with evaluated rows has results to export")
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    for f in FILES:
+    for f in FILES + tuple(f for f in OPTIONAL_FILES if (Path(report_dir) / f).exists()):
         shutil.copy2(Path(report_dir) / f, dest / f)
     return dest
 

@@ -243,9 +243,10 @@ def train_loop_per_worker(config: dict) -> None:
             # written, not print()ed: Ray Train patches print in its workers and shows such a line twice
             sys.stdout.write(training_line(spec.stage, step, run.steps, metrics) + "\n")
             sys.stdout.flush()
-        if progress:  # one line per report: who (pid) reached which step; tests and operators read it
+        if progress:  # one line per report: who (pid) reached which step, and its metrics (the learning
+            # curve that the sweep's results carry: videopolicy.progress.read_curve); tests and operators read it
             with open(progress / f"rank{rank}.jsonl", "a") as f:
-                f.write(json.dumps({"pid": os.getpid(), "step": step, "time": time.time()}) + "\n")
+                f.write(json.dumps({"pid": os.getpid(), "step": step, "time": time.time(), "metrics": metrics}) + "\n")
         if metrics_queue is not None:
             metrics_queue.log(metrics, step)
         if save and rank == 0:
