@@ -238,14 +238,18 @@ def test_report_renders_in_headless_chromium(tmp_path):
         shutil.copy(shot, os.environ["VP_REPORT_SCREENSHOT"])
 
 
-def _results_dir(out: Path, episodes: pd.DataFrame) -> Path:
+def _results_dir(out: Path, episodes: pd.DataFrame, rows: list[RowInfo] = ROWS) -> Path:
     """What `sweep_ablations.py --results` writes, from synthetic episodes (the checker's input)."""
-    build_report(episodes, ROWS, out, reference_row="two_stage", title="t")
+    episodes = episodes[episodes.row.isin([r.name for r in rows])]
+    build_report(episodes, rows, out, reference_row="two_stage", title="t")
     episodes.to_parquet(out / "episodes.parquet", index=False)
     (out / "stages.json").write_text(json.dumps({"stages": [
-        {"stage": "stage1/abc", "kind": "stage1", "status": "reused", "ran_seconds": 12.0, "rows": ["two_stage"]}]}))
+        {"stage": "stage1/abc", "kind": "stage1", "status": "reused", "ran_seconds": 12.0, "rows": ["two_stage"]}]
+        + [{"stage": f"eval/{r.name}", "kind": "eval", "status": "done", "ran_seconds": 3.0, "rows": [r.name]}
+           for r in rows]}))
     (out / "provenance.json").write_text(json.dumps({
-        "command": "python jobs/sweep_ablations.py --sweep s.yaml", "rows": list(RATES), "reference_row": "two_stage",
+        "command": "python jobs/sweep_ablations.py --sweep s.yaml", "rows": [r.name for r in rows],
+        "reference_row": "two_stage", "name": "t",
         "eval": {"episodes_per_task": N, "adaptive": None},
         "tags": {"videopolicy.git.sha": "0" * 40, **{f"videopolicy.version.{p}": "1.0" for p in
                                                     ("torch", "diffusers", "ray", "mujoco", "robosuite", "mlflow")}}}))
@@ -295,3 +299,35 @@ def test_results_check_recomputes_the_table_from_the_episodes(tmp_path):
     build_report(results(), ROWS, good, reference_row="two_stage", title="t")
     problems = check_results(good)
     assert any("git SHA 'unknown'" in p for p in problems) and any("provenance.json rows" in p for p in problems)
+
+
+def test_assembled_results_equal_one_sweeps_and_refuse_unpaired_parts(tmp_path):
+    """Rows from two parts (two_stage in both) make the same table as one sweep of every row; a part whose
+    episodes differ, or whose copy of a shared row disagrees, is refused with what differs and where."""
+    from videopolicy.report.assemble import AssemblyError, assemble_results
+    from videopolicy.report.results import check_results
+
+    tags = {"videopolicy.git.sha": "1" * 40, **{f"videopolicy.version.{p}": "1.0" for p in
+                                                ("torch", "diffusers", "ray", "mujoco", "robosuite", "mlflow")}}
+    whole = _results_dir(tmp_path / "whole", results())
+    a = _results_dir(tmp_path / "a", results(), ROWS[:3])
+    b = _results_dir(tmp_path / "b", results(), [ROWS[0]] + ROWS[3:])
+    out = assemble_results([a, b], tmp_path / "out", ROWS, "two_stage", "python jobs/assemble_results.py", tags)
+    assert check_results(out) == []
+    assert pd.read_csv(out / "ablation.csv").equals(pd.read_csv(whole / "ablation.csv"))
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["rows_from"] == {"two_stage": str(a), "joint": str(a), "no_video_tuning": str(a),
+                                 "half_tasks": str(b), "horizon_0": str(b), "horizon_16": str(b)}
+    assert {s["stage"] for s in json.loads((out / "stages.json").read_text())["stages"]} == {
+        "stage1/abc", *(f"eval/{r.name}" for r in ROWS)}
+
+    eps = results()
+    eps.loc[(eps.row == "two_stage") & (eps.task == "Door") & (eps["index"] == 19), "success"] = True  # was False
+    other = _results_dir(tmp_path / "other", eps, [ROWS[0]] + ROWS[3:])
+    with pytest.raises(AssemblyError, match=r"row 'two_stage': .* hold different outcomes"):
+        assemble_results([a, other], tmp_path / "x", ROWS, "two_stage", "c", tags)
+    eps = results()
+    eps.loc[eps.row.isin(["half_tasks", "horizon_0", "horizon_16"]), "protocol_hash"] = "h2"  # another protocol
+    moved = _results_dir(tmp_path / "moved", eps, [ROWS[0]] + ROWS[3:])
+    with pytest.raises(AssemblyError, match=r"different protocol hash or seed across rows \['half_tasks'"):
+        assemble_results([a, moved], tmp_path / "y", ROWS, "two_stage", "c", tags)
