@@ -15,6 +15,7 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -23,6 +24,7 @@ from videopolicy.config import config_from_dict
 from videopolicy.evaluate import RESULT_COLUMNS, EvaluationError, Ledger, PolicySpec, evaluate, plan_evaluation
 
 TASKS = ["Lift", "Stack"]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def eval_cfg(tasks=TASKS, **ev):
@@ -233,3 +235,27 @@ def test_preflight_names_the_problem(tmp_path):
     (tmp_path / "ckpt").mkdir()
     with pytest.raises(EvaluationError, match="model.safetensors"):
         plan_evaluation(eval_cfg(), PolicySpec.parse(str(tmp_path / "ckpt")))
+
+
+def test_evaluate_job_runs_a_policy_on_its_training_demos_scenes(ray_cluster, tmp_path):
+    """jobs/evaluate.py --scenes demos: the episodes are the demos' own scenes (keys robosuite/<task>/demo/i),
+    not the evaluation's unseen ones (robosuite/<task>/default/i, the default)."""
+    import importlib.util
+
+    import yaml
+
+    spec = importlib.util.spec_from_file_location("evaluate_job", ROOT / "jobs" / "evaluate.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "store": str(tmp_path / "store"),
+        "demos": {"tasks": ["Lift"], "demos_per_task": 2, "shard_size": 2, "cameras": ["agentview"],
+                  "image_size": 64, "render": {"preset": "fast", "gl": "egl"}},
+        "clips": {"image_size": 64}, "eval": {"workers": 1, "max_steps": 16, "video_episodes": 0}}))
+    for scenes, kind in (("demos", "demo"), ("unseen", "default")):
+        out = tmp_path / scenes
+        assert job.main(["--config", str(config), "--policy", "random", "--scenes", scenes, "--episodes", "2",
+                         "--out", str(out)]) == 0
+        df = pd.read_csv(out / "results.csv")
+        assert sorted(df.episode_key) == [f"robosuite/Lift/{kind}/{i}" for i in range(2)]
