@@ -117,3 +117,15 @@ def _check_curves(curves: pd.DataFrame, stages: dict[str, dict]) -> list[str]:
         if not c["loss"].map(math.isfinite).all():
             problems.append(f"curves.csv: stage {stage}: non-finite training loss")
     return problems
+
+
+def curve_table(episodes: pd.DataFrame) -> pd.DataFrame:
+    """Success per (training step, scenes, task) of a success-vs-steps curve (jobs/success_curve.py), with
+    Wilson 95% intervals; `episodes` has the harness columns plus step and scenes ('unseen' or 'demos')."""
+    rows = []
+    for (step, scenes, task), g in episodes.groupby(["step", "scenes", "task"]):
+        n, k = len(g), int(g["success"].astype(bool).sum())
+        lo, hi = wilson95(k, n)
+        rows.append({"step": int(step), "scenes": scenes, "task": task, "n": n, "successes": k, "rate": k / n,
+                     "lo": lo, "hi": hi})
+    return pd.DataFrame(rows)
