@@ -1,7 +1,7 @@
 """Success vs training steps: one table from evaluations of one run's checkpoints (each a `jobs/evaluate.py`
 output or a sweep's eval stage directory, both holding results.csv), for a results/ directory.
 
-    python jobs/success_curve.py --out results/cpu_curve_horizon_16 \\
+    python jobs/success_curve.py --out results/cpu_curve_horizon_16 --tasks Lift \\
         --point 500=runs/h16_step500 --point 1000=runs/h16_step1000 --point 1500=<store>/eval/<key>
 
 Each point is STEP=DIR. Episodes on the training demos' own scenes (`--scenes demos`, keys .../demo/i)
@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int | str:
     p.add_argument("--point", action="append", required=True, metavar="STEP=DIR",
                    help="a checkpoint's training step and the directory of its evaluation (results.csv)")
     p.add_argument("--out", required=True)
+    p.add_argument("--tasks", nargs="*", default=None, help="keep only these tasks (e.g. a sweep's eval ran more)")
     p.add_argument("--suite", default="robosuite", help="the suite whose package version the provenance records")
     args = p.parse_args(argv)
 
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int | str:
         if not step.isdigit() or not (Path(d) / "results.csv").is_file():
             return f"error: --point {item!r}: expected STEP=DIR with an integer step and DIR/results.csv"
         df = pd.read_csv(Path(d) / "results.csv")
+        df = df[df["task"].isin(args.tasks)] if args.tasks else df
         if (df["status"] != "done").any():
             return f"error: {d}/results.csv: {int((df['status'] != 'done').sum())} episodes not done; finish them first"
         scenes = df["episode_key"].str.split("/").str[2].map(lambda s: "demos" if s == "demo" else "unseen")
