@@ -6,7 +6,8 @@ output or a sweep's eval stage directory, both holding results.csv), for a resul
 
 Each point is STEP=DIR. Episodes on the training demos' own scenes (`--scenes demos`, keys .../demo/i)
 are kept apart from those on unseen scenes (.../default/i), which are paired across points: the same
-keys with the same seeds, or the command stops. Writes curve.csv (step, scenes, task, n, successes,
+keys with the same seeds under the same protocol and evaluation settings (but for the list of tasks
+evaluated beside them), or the command stops. Writes curve.csv (step, scenes, task, n, successes,
 rate and its Wilson 95% interval), episodes.parquet and provenance.json (the command, git SHA, versions,
 and each point's directory and policy); tests/test_committed_results.py recomputes curve.csv.
 """
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int | str:
     from videopolicy.report.results import curve_table
     from videopolicy.tracking import provenance_tags
 
-    parts = []
+    parts, settings = [], []
     for item in args.point:
         step, _, d = item.partition("=")
         if not step.isdigit() or not (Path(d) / "results.csv").is_file():
@@ -45,6 +46,11 @@ def main(argv: list[str] | None = None) -> int | str:
             return f"error: {d}/results.csv: {int((df['status'] != 'done').sum())} episodes not done; finish them first"
         scenes = df["episode_key"].str.split("/").str[2].map(lambda s: "demos" if s == "demo" else "unseen")
         parts.append(df.assign(step=int(step), scenes=scenes, source=str(d)))
+        settings.append((d, rollout_settings(Path(d) / "evaluation.json", sorted(set(df["task"])))))
+    for d, other in settings[1:]:
+        if other != settings[0][1]:
+            diff = sorted(k for k in other if other[k] != settings[0][1].get(k))
+            return f"error: {d} ran its episodes under other settings than {settings[0][0]} ({diff}): not comparable"
     episodes = pd.concat(parts, ignore_index=True)
     unseen = episodes[episodes["scenes"] == "unseen"]
     keys = {s: sorted(zip(g["episode_key"], g["seed"])) for s, g in unseen.groupby("step")}
@@ -63,6 +69,19 @@ def main(argv: list[str] | None = None) -> int | str:
         indent=1) + "\n")
     print(curve.to_string(index=False))
     return 0
+
+
+def rollout_settings(path: Path, tasks: list[str]) -> dict:
+    """What decides how `tasks`' episodes roll out, from an evaluation's evaluation.json: its protocol and
+    eval settings without the list of tasks evaluated beside them (that changes the protocol's hash, not
+    an episode), the per-task step limits cut to `tasks`."""
+    e = json.loads(path.read_text())
+    protocol = {k: v for k, v in e["protocol"].items() if k not in ("hash", "tasks")}
+    protocol["extra"] = [[k, [t for t in v if t[0] in tasks]] if k == "step_limits" else [k, v]
+                         for k, v in protocol.get("extra", [])]
+    ev = {k: v for k, v in e["eval"].items() if k not in ("tasks", "episodes_per_task", "workers", "adaptive")}
+    return {"protocol": protocol, "eval": ev, "execute_steps": e.get("execute_steps"),
+            "policy_seed": e.get("policy_seed")}
 
 
 if __name__ == "__main__":
