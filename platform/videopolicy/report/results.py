@@ -120,12 +120,12 @@ def _check_curves(curves: pd.DataFrame, stages: dict[str, dict]) -> list[str]:
 
 
 def curve_table(episodes: pd.DataFrame) -> pd.DataFrame:
-    """Success per (training step, scenes, task) of a success-vs-steps curve (jobs/success_curve.py), with
-    Wilson 95% intervals; `episodes` has the harness columns plus step and scenes ('unseen' or 'demos')."""
-    rows = []
-    for (step, scenes, task), g in episodes.groupby(["step", "scenes", "task"]):
-        n, k = len(g), int(g["success"].astype(bool).sum())
-        lo, hi = wilson95(k, n)
-        rows.append({"step": int(step), "scenes": scenes, "task": task, "n": n, "successes": k, "rate": k / n,
-                     "lo": lo, "hi": hi})
-    return pd.DataFrame(rows)
+    """Success per (training step, scenes, task) of a success-vs-steps curve (jobs/success_curve.py): the
+    evaluation's own success_table per point (the check recomputes it with wilson95 above); `episodes` has
+    the harness columns plus step and scenes ('unseen' or 'demos')."""
+    from videopolicy.evaluate.stats import success_table
+
+    parts = [success_table(g.drop(columns=["row"], errors="ignore")).assign(step=int(step), scenes=scenes)
+             for (step, scenes), g in episodes.groupby(["step", "scenes"])]
+    table = pd.concat(parts, ignore_index=True)
+    return table[["step", "scenes", "task", "n", "successes", "rate", "lo", "hi"]]
