@@ -74,12 +74,14 @@ def main(argv: list[str] | None = None) -> int | str:
 def rollout_settings(path: Path, tasks: list[str]) -> dict:
     """What decides how `tasks`' episodes roll out, from an evaluation's evaluation.json: its protocol and
     eval settings without the list of tasks evaluated beside them (that changes the protocol's hash, not
-    an episode), the per-task step limits cut to `tasks`."""
+    an episode), the per-task step limits cut to `tasks`. Workers and recorded videos are left out too:
+    a video keeps the frames the policy already saw (evaluate/worker.py `_Episode.observe`)."""
     e = json.loads(path.read_text())
     protocol = {k: v for k, v in e["protocol"].items() if k not in ("hash", "tasks")}
     protocol["extra"] = [[k, [t for t in v if t[0] in tasks]] if k == "step_limits" else [k, v]
                          for k, v in protocol.get("extra", [])]
-    ev = {k: v for k, v in e["eval"].items() if k not in ("tasks", "episodes_per_task", "workers", "adaptive")}
+    ev = {k: v for k, v in e["eval"].items() if k not in ("tasks", "episodes_per_task", "workers", "adaptive",
+                                                        "video_episodes")}
     return {"protocol": protocol, "eval": ev, "execute_steps": e.get("execute_steps"),
             "policy_seed": e.get("policy_seed")}
 

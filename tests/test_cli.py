@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from videopolicy import cli
@@ -72,3 +74,37 @@ def test_every_job_has_a_main_and_the_sweep_driver_plans_in_process(tmp_path, ca
                                        "--set", "train.stage2.steps=3"])
     out = capsys.readouterr().out
     assert rc == 0 and "two_stage, all, 3 steps" in out and "shared: stage1/" in out
+
+
+def _evaluation(d: Path, seeds: list[int], scene: str = "default", **eval_settings) -> Path:
+    """An evaluation's output as success_curve reads it: results.csv and evaluation.json (a Lift evaluation)."""
+    d.mkdir(parents=True)
+    pd.DataFrame({"suite": "robosuite", "task": "Lift", "scene": scene, "index": range(len(seeds)), "seed": seeds,
+                  "episode_key": [f"robosuite/Lift/{scene}/{i}" for i in range(len(seeds))],
+                  "policy_id": f"checkpoint:policy:{d.name}", "status": "done",
+                  "success": [i % 2 == 0 for i in range(len(seeds))]}).to_csv(d / "results.csv", index=False)
+    ev = {"tasks": ["Lift"], "workers": 2, "video_episodes": 0, "sampler_steps": 10, "max_steps": 400, **eval_settings}
+    (d / "evaluation.json").write_text(json.dumps({
+        "protocol": {"hash": "x", "tasks": ["Lift"], "cameras": ["agentview"], "extra": [["step_limits", [["Lift", 400]]]]},
+        "eval": ev, "execute_steps": 16, "policy_seed": 0}))
+    return d
+
+
+def test_success_curve_pairs_its_points_and_refuses_other_rollout_settings(tmp_path):
+    """Unseen-scene points must be the same episodes under the same rollout settings; a recorded video or
+    another worker count is not another setting, another sampler is; training-scene points stand apart."""
+    curve = _job("success_curve").main
+    a = _evaluation(tmp_path / "a", [7, 8, 9, 10])
+    b = _evaluation(tmp_path / "b", [7, 8, 9, 10], video_episodes=2, workers=1)
+    demos = _evaluation(tmp_path / "demos", [1, 2], scene="demo", video_episodes=3)
+    out = tmp_path / "curve"
+    assert curve(["--out", str(out), "--point", f"100={a}", "--point", f"200={b}", "--point", f"200={demos}"]) == 0
+    table = pd.read_csv(out / "curve.csv")
+    assert table[["step", "scenes", "n", "successes"]].values.tolist() == [
+        [100, "unseen", 4, 2], [200, "demos", 2, 1], [200, "unseen", 4, 2]]
+    other_sampler = _evaluation(tmp_path / "c", [7, 8, 9, 10], sampler_steps=20)
+    msg = curve(["--out", str(tmp_path / "x"), "--point", f"100={a}", "--point", f"200={other_sampler}"])
+    assert isinstance(msg, str) and "under other settings" in msg and "['eval']" in msg
+    other_seeds = _evaluation(tmp_path / "d", [7, 8, 9, 11])
+    msg = curve(["--out", str(tmp_path / "y"), "--point", f"100={a}", "--point", f"200={other_seeds}"])
+    assert isinstance(msg, str) and "not paired" in msg
