@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int | str:
     keys = {s: sorted(zip(g["episode_key"], g["seed"])) for s, g in unseen.groupby("step")}
     if len({tuple(k) for k in keys.values()}) > 1:
         return f"error: the unseen-scene evaluations ran different episodes (steps {sorted(keys)}): not paired"
+    tags = provenance_tags(args.suite)  # before writing: rewriting a committed curve is not dirty code
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     episodes.drop(columns=["source"]).to_parquet(out / "episodes.parquet", index=False)
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int | str:
     curve.to_csv(out / "curve.csv", index=False)
     (out / "provenance.json").write_text(json.dumps({
         "command": " ".join(["python", "jobs/success_curve.py", *(argv if argv is not None else sys.argv[1:])]),
-        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "tags": provenance_tags(args.suite),
+        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "tags": tags,
         "points": [{"step": int(g["step"].iloc[0]), "scenes": g["scenes"].iloc[0], "dir": src,
                     "policy_id": g["policy_id"].iloc[0]} for src, g in episodes.groupby("source", sort=False)]},
         indent=1) + "\n")
