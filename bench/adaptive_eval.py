@@ -19,7 +19,7 @@ finished study's episodes to show what adaptive evaluation would have saved on i
    episodes saved. The study's own fixed-budget table is not touched.
 
     python bench/adaptive_eval.py [--sequences 2000] [--alpha 0.05] [--power 0.8] [--out bench/results/adaptive_eval.json]
-    python bench/adaptive_eval.py --replay results/cpu_paper/episodes.parquet --reference two_stage
+    python bench/adaptive_eval.py --replay results/cpu_paper_stage2_1500/episodes.parquet --reference two_stage
 """
 
 from __future__ import annotations
