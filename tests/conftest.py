@@ -21,9 +21,12 @@ import pytest  # noqa: E402
 def ray_cluster():
     import ray
 
+    from videopolicy.runtime import quiet_without_dashboard
+
     if not ray.is_initialized():
         ray.init(num_cpus=4, include_dashboard=False, logging_level="WARNING",
-                 runtime_env={"env_vars": {"RAY_AUTH_MODE": os.environ["RAY_AUTH_MODE"],
+                 runtime_env={"worker_process_setup_hook": quiet_without_dashboard,
+                              "env_vars": {"RAY_AUTH_MODE": os.environ["RAY_AUTH_MODE"],
                                            "MUJOCO_GL": os.environ["MUJOCO_GL"],
                                            "PYOPENGL_PLATFORM": os.environ["PYOPENGL_PLATFORM"]}})
     yield ray

@@ -14,6 +14,7 @@ Real Ray, a real MLflow server, traffic on loopback only:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import secrets
@@ -30,6 +31,7 @@ import pytest
 
 from videopolicy.local_cluster import LocalHead
 from videopolicy.ray_auth import SINGLE_NODE, is_loopback, listening_sockets, token_file
+from videopolicy.runtime import NO_DASHBOARD_NOISE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,10 +139,12 @@ import ray  # imported before init_ray sets anything: Ray caches the auth mode a
 from videopolicy.config import RayConfig
 from videopolicy.local_cluster import _children_map
 from videopolicy.ray_auth import listening_sockets
-from videopolicy.runtime import init_ray
+from videopolicy.runtime import NO_DASHBOARD_NOISE, init_ray
 
 init_ray(RayConfig(), store=sys.argv[1])  # num_cpus 0: the default, max(4, cores) (util.local_num_cpus)
 n = ray.data.range(16).map_batches(lambda b: b).count()
+import logging
+quiet = ray.get(ray.remote(lambda: logging.getLogger(NO_DASHBOARD_NOISE).level).remote())
 kids, tree, stack = _children_map(), set(), [os.getpid()]
 while stack:
     pid = stack.pop()
@@ -149,7 +153,7 @@ while stack:
         stack.extend(kids.get(pid, []))
 print("RESULT", json.dumps({"rows": n, "mode": os.environ["RAY_AUTH_MODE"], "token": os.environ.get("RAY_AUTH_TOKEN_PATH"),
                             "node": ray.util.get_node_ip_address(), "sockets": listening_sockets(sorted(tree)),
-                            "cpus": ray.cluster_resources().get("CPU")}))
+                            "cpus": ray.cluster_resources().get("CPU"), "quiet": quiet}))
 ray.shutdown()
 """
 
@@ -164,6 +168,8 @@ def test_ray_init_auto_start_is_loopback_only_with_the_store_token(tmp_path):
     # booked at the machine's cores (2 here), a stage-1 trainer left Ray Data no CPU and the sweep hung
     assert got["cpus"] == max(4, os.cpu_count()), f"in-process cluster has {got['cpus']} CPUs"
     assert got["token"] == str(token_file(tmp_path / "store"))
+    # workers run the setup hook: no dashboard here, so Ray Train's cleaner would warn every second
+    assert got["quiet"] == logging.ERROR, f"worker log level of {NO_DASHBOARD_NOISE}: {got['quiet']}"
     assert stat.S_IMODE(Path(got["token"]).stat().st_mode) == 0o600
     assert len(got["sockets"]) >= 2, got["sockets"]  # GCS and raylet at least: the check saw the cluster
     exposed = [s for s in got["sockets"] if not is_loopback(s[1])]

@@ -69,7 +69,19 @@ def init_ray(cfg: RayConfig, store: str | Path | None = None) -> None:
     _refresh_ray_config()
     num_cpus = local_num_cpus(cfg.num_cpus)  # oversubscribed, as the local head's (util.local_num_cpus)
     log.info("starting a local Ray cluster of %d logical CPUs (127.0.0.1 only, auth %s)", num_cpus, os.environ[MODE_VAR])
-    ray.init(include_dashboard=False, logging_level=logging.WARNING, num_cpus=num_cpus)
+    ray.init(include_dashboard=False, logging_level=logging.WARNING, num_cpus=num_cpus,
+             runtime_env={"worker_process_setup_hook": quiet_without_dashboard})
+
+
+#: Ray Train's PlacementGroupCleaner asks the State API (served by the dashboard) every second whether the
+#: controller lives, and warns each time when there is no dashboard: ~1 line/s, 90% of a study's log.
+NO_DASHBOARD_NOISE = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
+
+
+def quiet_without_dashboard() -> None:
+    """worker_process_setup_hook of a cluster started without the dashboard. The cleaner's job (remove a
+    placement group when the controller dies) is moot there: the cluster ends with its driver."""
+    logging.getLogger(NO_DASHBOARD_NOISE).setLevel(logging.ERROR)
 
 
 def _is_loopback_address(address: str) -> bool:
