@@ -101,8 +101,14 @@ class PolicySpec:
             return f"{self.kind}:x{self.execute_steps(execute_steps)}"
         d = Path(self.path)
         files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in d.iterdir() if p.is_file())
-        digest = stable_hash(str(d), files, execute_steps, sampler_steps, length=12)
+        digest = stable_hash(str(d), files, execute_steps, sampler_steps, NOISE_SCHEME, length=12)
         return f"checkpoint:{d.name}:{digest}"
+
+
+#: How a checkpoint's sampling noise is drawn, part of its policy_id so that a ledger never mixes episodes
+#: drawn two ways: one generator per request (CheckpointPolicy.act). Until 2026-12-04 it was one generator
+#: per server batch, seeded by the batch's requests, so an episode's noise depended on its batch-mates.
+NOISE_SCHEME = "per-request"
 
 
 class Policy(ABC):
@@ -201,9 +207,10 @@ class CheckpointPolicy(Policy):
         import torch
 
         obs = np.stack([self._frames(r.images) for r in requests])  # (B, V, h, w, 3)
-        # One generator per batch, seeded by its requests: exact per-episode noise only at max_batch 1.
-        self.policy.generator = torch.Generator(device=self.policy.model.device).manual_seed(
-            int(stable_hash(sorted(r.seed for r in requests), length=8), 16))
+        # one generator per request (models.edm.Noise): an episode's noise, and so its outcome, does not
+        # depend on which other episodes' requests the server batched with it
+        device = self.policy.model.device
+        self.policy.generator = [torch.Generator(device=device).manual_seed(r.seed) for r in requests]
         with torch.no_grad():
             chunks = self.policy.act(obs, [r.text for r in requests])  # (B, 32, D)
         return [np.asarray(c, dtype=np.float32) for c in chunks]

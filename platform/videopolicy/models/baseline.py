@@ -128,7 +128,7 @@ class DPResNetModel(PolicyModel):
 
     @torch.no_grad()
     def sample_actions(self, frames, texts: list[str], sampler: Optional[SamplerConfig] = None,
-                       generator: Optional[torch.Generator] = None) -> SampleOutput:
+                       generator: edm.Noise = None) -> SampleOutput:
         cfg = sampler or self.cfg.sampler
         cond = self.observation_condition(frames, self.embed_text(texts))
         h = self.cfg.action_head

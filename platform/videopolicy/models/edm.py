@@ -7,11 +7,27 @@ denoised estimate ``D = c_skip * x + c_out * F(c_in * x, c_noise)``; the loss is
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 import torch
 
 from videopolicy.models.config import EDMConfig
+
+#: Where sampling noise comes from: one generator for the batch, or one per batch row. Evaluation batches
+#: the requests of many episodes into one forward pass; a generator per request (seeded by policy seed,
+#: episode and chunk: evaluate.worker.request_seed) keeps each episode's noise, and so its outcome,
+#: independent of which other requests shared its batch.
+Noise = Union[torch.Generator, Sequence[torch.Generator], None]
+
+
+def randn(shape: Sequence[int], generator: Noise, device: torch.device | str,
+          dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """N(0, 1) of `shape` (B, ...); with per-row generators, row b is drawn from generator[b] alone."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
+    if len(generator) != shape[0]:
+        raise ValueError(f"{len(generator)} per-row generators for a batch of {shape[0]} (shape {tuple(shape)})")
+    return torch.stack([torch.randn(tuple(shape[1:]), generator=g, device=device, dtype=dtype) for g in generator])
 
 
 def append_dims(x: torch.Tensor, ndim: int) -> torch.Tensor:

@@ -87,7 +87,7 @@ class VideoPolicyModel(PolicyModel):
             raise RuntimeError("no VAE attached: pass cached latents or build with encoders")
         return encode_clip(self.vae, as_tensor(frames, self.device), self.cfg, generator)
 
-    def encode_observations(self, frames, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def encode_observations(self, frames, generator: edm.Noise = None) -> torch.Tensor:
         """uint8 current frames (B, V, H, W, 3) -> concat-conditioning latents (B, V, C, h, w)."""
         if self.vae is None:
             raise RuntimeError("no VAE attached")
@@ -241,7 +241,7 @@ class VideoPolicyModel(PolicyModel):
     # -- inference ---------------------------------------------------------------------------------
     @torch.no_grad()
     def sample_actions(self, frames, texts: list[str], sampler: Optional[SamplerConfig] = None,
-                       generator: Optional[torch.Generator] = None) -> SampleOutput:
+                       generator: edm.Noise = None) -> SampleOutput:
         """uint8 current frames (B, V, H, W, 3) + instructions -> SampleOutput (normalised actions)."""
         cond = self.encode_observations(frames, generator)
         return sample(self, cond, self.embed_text(texts), sampler or self.cfg.sampler, generator)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from videopolicy.catalog import ACTION_SUFFIX
+from videopolicy.models import edm
 from videopolicy.models.config import ModelConfig, SamplerConfig
 from videopolicy.models.build import PolicyModel, build_model
 from videopolicy.normalize import ActionNormalizer
@@ -45,7 +46,7 @@ class VideoPolicy:
         self.suite = suite
         self.sampler = sampler or model.cfg.sampler
         self.cameras = list(cameras) if cameras else None
-        self.generator = torch.Generator(device=model.device).manual_seed(seed)
+        self.generator: edm.Noise = torch.Generator(device=model.device).manual_seed(seed)
         self.task_text: Optional[str] = None
 
     def reset(self, task_text: Optional[str] = None) -> None:

@@ -77,7 +77,7 @@ class _Guided:
 
 
 def _start(model: JointDenoiser, cond_first: torch.Tensor, text: torch.Tensor, cfg: SamplerConfig, sigma: float,
-           generator: Optional[torch.Generator]) -> tuple[_Guided, torch.Tensor]:
+           generator: edm.Noise) -> tuple[_Guided, torch.Tensor]:
     """Both samplers' start: the guided model and the noisy video (B, F, C, h, w) at `sigma`."""
     m = model.cfg
     guided = _Guided(model, multiview.pack_condition(cond_first, m.frames_per_camera, m.pad_camera), text, cfg)
@@ -85,18 +85,18 @@ def _start(model: JointDenoiser, cond_first: torch.Tensor, text: torch.Tensor, c
     shape = (cond_first.shape[0], m.num_video_frames, c, h, w)
     if not m.edm.feature_noise:  # trained on the zero video (validated: fast mode, one pass)
         return guided, torch.zeros(shape, device=cond_first.device)
-    return guided, torch.randn(shape, generator=generator, device=cond_first.device) * edm.init_noise_scale(sigma)
+    return guided, edm.randn(shape, generator, cond_first.device) * edm.init_noise_scale(sigma)
 
 
 @torch.no_grad()
 def sample_joint(model: JointDenoiser, cond_first: torch.Tensor, text: torch.Tensor, cfg: SamplerConfig,
-                 generator: Optional[torch.Generator] = None) -> SampleOutput:
+                 generator: edm.Noise = None) -> SampleOutput:
     """cond_first: (B, V, C, h, w) unscaled current-frame latents; text: (B, D) -> SampleOutput."""
     m = model.cfg
     sigmas = edm.karras_sigmas(cfg.steps, cfg.sigma_min, cfg.sigma_max, cfg.rho).tolist()
     guided, video = _start(model, cond_first, text, cfg, sigmas[0], generator)
-    actions = torch.randn((cond_first.shape[0], m.action_head.horizon, m.action_head.action_dim), generator=generator,
-                          device=cond_first.device) * edm.init_noise_scale(sigmas[0])
+    actions = edm.randn((cond_first.shape[0], m.action_head.horizon, m.action_head.action_dim), generator,
+                        cond_first.device) * edm.init_noise_scale(sigmas[0])
     for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
         d_video, feats, s = guided.video(video, sigma, taps=True)
         d_actions = guided.actions(actions, sigma, model.action_condition(feats, s))
@@ -115,7 +115,7 @@ def feature_sigmas(cfg: SamplerConfig) -> list[float]:
 
 @torch.no_grad()
 def sample_fast(model: JointDenoiser, cond_first: torch.Tensor, text: torch.Tensor, cfg: SamplerConfig,
-                generator: Optional[torch.Generator] = None) -> SampleOutput:
+                generator: edm.Noise = None) -> SampleOutput:
     """Decoupled: features from a few U-Net passes, the adapter once, then head-only Euler steps."""
     m = model.cfg
     passes = feature_sigmas(cfg)
@@ -134,16 +134,16 @@ def sample_fast(model: JointDenoiser, cond_first: torch.Tensor, text: torch.Tens
 
 
 def euler_sample(denoise: Callable[[torch.Tensor, float], torch.Tensor], shape: tuple[int, ...],
-                 sigmas: list[float], generator: Optional[torch.Generator] = None,
+                 sigmas: list[float], generator: edm.Noise = None,
                  device: torch.device | str = "cpu") -> torch.Tensor:
     """Deterministic Euler from N(0, 1 + sigmas[0]^2) along `sigmas` (ending at 0) with denoiser D(x, sigma)."""
-    x = torch.randn(shape, generator=generator, device=device) * edm.init_noise_scale(sigmas[0])
+    x = edm.randn(shape, generator, device) * edm.init_noise_scale(sigmas[0])
     for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
         x = edm.euler_step(x, denoise(x, sigma), sigma, sigma_next)
     return x
 
 
 def sample(model: JointDenoiser, cond_first: torch.Tensor, text: torch.Tensor, cfg: SamplerConfig,
-           generator: Optional[torch.Generator] = None) -> SampleOutput:
+           generator: edm.Noise = None) -> SampleOutput:
     """Dispatch on ``cfg.mode``."""
     return (sample_joint if cfg.mode == "joint" else sample_fast)(model, cond_first, text, cfg, generator)

@@ -15,6 +15,7 @@ from typing import Callable, Optional
 import torch
 from diffusers import AutoencoderKLTemporalDecoder
 
+from videopolicy.models import edm
 from videopolicy.models.config import ModelConfig
 
 
@@ -157,10 +158,9 @@ def encode_clip(vae: AutoencoderKLTemporalDecoder, frames: torch.Tensor, cfg: Mo
 
 @torch.no_grad()
 def encode_condition(vae: AutoencoderKLTemporalDecoder, pixels: torch.Tensor, cfg: ModelConfig,
-                     generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                     generator: edm.Noise = None) -> torch.Tensor:
     """Current frames (B, V, 3, H, W) in [-1, 1] -> concat-conditioning latents (B, V, C, h, w), unscaled."""
-    noise = torch.randn(pixels.shape, generator=generator, device=pixels.device) if generator is not None \
-        else torch.randn_like(pixels)
+    noise = edm.randn(pixels.shape, generator, pixels.device, pixels.dtype)
     cond = encode_pixels(vae, (pixels + cfg.vae.cond_aug * noise).flatten(0, 1), cfg.vae.encode_chunk)
     return cond.reshape(*pixels.shape[:2], *cond.shape[1:])
 
