@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from videopolicy.models.config import EDMConfig, SamplerConfig
 from videopolicy.models.model import VideoPolicyModel
 from videopolicy.models.vae import build_vae
 
@@ -94,3 +95,25 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         model(batch, "stage1", torch.Generator().manual_seed(0)).loss.backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.unet.parameters()]))
     assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+
+def test_joint_head_learns_on_the_pass_the_fast_sampler_makes():
+    """Decoupled recipe (feature_noise false): the sampler takes the head's features from one zero-video
+    U-Net pass at feature_sigma, so joint training must too; on the noisy clip's taps the head learned
+    features it never sees when sampling (the CPU study's joint row: 0/100). The action loss then cannot
+    depend on the clip's future frames, only on its current frame and text; the U-Net still gets it."""
+    cfg = tiny_config(edm=EDMConfig(action_sigma="independent", feature_sigma=700.0, feature_noise=False),
+                      sampler=SamplerConfig(mode="fast", feature_sigma=700.0))
+    model = VideoPolicyModel(cfg).attach_encoders(vae=build_vae(cfg)).eval()  # eval: no condition dropout
+    data = synthetic_clips(2, seed=1)
+    clip = model.encode(data["frames"], torch.Generator().manual_seed(0))
+    batch = {"latents": clip.latents, "cond_latents": clip.cond, "text_emb": torch.randn(2, 64),
+             "actions": data["actions"]}
+    other_future = {**batch, "latents": torch.randn_like(clip.latents)}
+    model.set_mode("joint").zero_grad(set_to_none=True)
+    out = model(batch, "joint", torch.Generator().manual_seed(3))
+    again = model(other_future, "joint", torch.Generator().manual_seed(3))
+    assert float(out.video_loss) != pytest.approx(float(again.video_loss))  # the video loss sees the future
+    assert float(out.action_loss) == pytest.approx(float(again.action_loss), rel=1e-5)
+    out.loss.backward()
+    assert sum(float(p.grad.abs().sum()) for p in model.unet.parameters() if p.grad is not None) > 0

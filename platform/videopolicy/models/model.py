@@ -209,7 +209,17 @@ class VideoPolicyModel(PolicyModel):
                                                        detach_features=True)
         else:
             d_video, features = self.denoise_video(noisy, video_sigma, cond, text, taps=True)
-        per_step = self.action_loss(self.action_condition(features, video_sigma), actions, action_sigma, generator)
+        feature_sigma = video_sigma
+        if mode == "joint" and not e.feature_noise:
+            # The decoupled recipe samples actions from the taps of ONE zero-video U-Net pass at feature_sigma
+            # (sampler._start, fast mode), as stage 2 trains the head. Joint training on the noisy clip's taps
+            # left the head on features it never sees when sampling (held-out chunk error above the mean
+            # chunk's, 0/100 closed loop). So the head learns on that pass, with its gradient into the U-Net,
+            # and the U-Net keeps its video loss on the noisy clip: two U-Net passes per step.
+            feature_sigma = torch.full_like(video_sigma, e.feature_sigma)
+            _, features = self.denoise_video(torch.zeros_like(video), feature_sigma, inputs["cond"], inputs["text"],
+                                             taps=True)
+        per_step = self.action_loss(self.action_condition(features, feature_sigma), actions, action_sigma, generator)
         per_frame = edm.weighted_error(d_video, video, video_sigma).flatten(2).mean(-1)  # (B, F)
         loss = torch.cat([per_frame.flatten(), per_step.flatten()]).mean()
         return LossOutput(loss, per_frame.detach().mean(), per_step.detach().mean(), video_sigma)
