@@ -194,6 +194,7 @@ class VideoPolicyModel(PolicyModel):
             cond = cond * edm.append_dims(keep[1], cond.ndim)
         video_sigma, action_sigma = edm.training_sigmas(b, self.cfg.edm, mode, generator, dev)
         noisy = edm.noisy_video(video, video_sigma, e, mode, generator)
+        tap_sigma = video_sigma  # the sigma of the U-Net pass whose taps condition the head
         if mode == "stage1":
             d_video, _ = self.denoise_video(noisy, video_sigma, cond, text)
             per_frame = edm.weighted_error(d_video, video, video_sigma).flatten(2).mean(-1)  # (B, F)
@@ -207,19 +208,17 @@ class VideoPolicyModel(PolicyModel):
             with torch.no_grad():
                 d_video, features = self.denoise_video(noisy, video_sigma, cond, text, taps=True,
                                                        detach_features=True)
-        else:
+        elif e.feature_noise:  # joint, faithful: one pass, the head on the noisy clip's taps
             d_video, features = self.denoise_video(noisy, video_sigma, cond, text, taps=True)
-        feature_sigma = video_sigma
-        if mode == "joint" and not e.feature_noise:
-            # The decoupled recipe samples actions from the taps of ONE zero-video U-Net pass at feature_sigma
-            # (sampler._start, fast mode), as stage 2 trains the head. Joint training on the noisy clip's taps
-            # left the head on features it never sees when sampling (held-out chunk error above the mean
-            # chunk's, 0/100 closed loop). So the head learns on that pass, with its gradient into the U-Net,
-            # and the U-Net keeps its video loss on the noisy clip: two U-Net passes per step.
-            feature_sigma = torch.full_like(video_sigma, e.feature_sigma)
-            _, features = self.denoise_video(torch.zeros_like(video), feature_sigma, inputs["cond"], inputs["text"],
-                                             taps=True)
-        per_step = self.action_loss(self.action_condition(features, feature_sigma), actions, action_sigma, generator)
+        else:
+            # joint under the decoupled recipe: the sampler takes the head's features from the zero-video pass
+            # (sampler._start), as stage 2 trains the head; on the noisy clip's taps the head learned features
+            # it never sees when sampling (held-out chunk error above the mean chunk's, 0/100 closed loop).
+            # So the head learns on that pass, with its gradient into the U-Net, and the U-Net keeps its
+            # video loss on the noisy clip: two U-Net passes per step.
+            d_video, _ = self.denoise_video(noisy, video_sigma, cond, text)
+            _, features, tap_sigma = self._zero_video_pass(video, inputs["cond"], inputs["text"], detach_features=False)
+        per_step = self.action_loss(self.action_condition(features, tap_sigma), actions, action_sigma, generator)
         per_frame = edm.weighted_error(d_video, video, video_sigma).flatten(2).mean(-1)  # (B, F)
         loss = torch.cat([per_frame.flatten(), per_step.flatten()]).mean()
         return LossOutput(loss, per_frame.detach().mean(), per_step.detach().mean(), video_sigma)
@@ -237,10 +236,17 @@ class VideoPolicyModel(PolicyModel):
         inputs = self.prepare(batch)
         video = inputs["video"]
         b, f = video.shape[:2]
-        sigma = torch.full((b,), e.feature_sigma, device=video.device)
-        d_video, taps = self.denoise_video(torch.zeros_like(video), sigma, inputs["cond"], inputs["text"],
-                                           taps=True, detach_features=True)
+        d_video, taps, _ = self._zero_video_pass(video, inputs["cond"], inputs["text"], detach_features=True)
         return d_video, [t.reshape(b, f, *t.shape[1:]) for t in taps]
+
+    def _zero_video_pass(self, video: torch.Tensor, cond: torch.Tensor, text: torch.Tensor, detach_features: bool
+                         ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        """The U-Net pass the fast sampler makes under edm.feature_noise false (sampler._start): the zero
+        video at edm.feature_sigma -> (denoised video, taps, sigma (B,))."""
+        sigma = torch.full((video.shape[0],), self.cfg.edm.feature_sigma, device=video.device)
+        d_video, taps = self.denoise_video(torch.zeros_like(video), sigma, cond, text, taps=True,
+                                           detach_features=detach_features)
+        return d_video, taps, sigma
 
     def action_loss(self, global_cond: torch.Tensor, actions: torch.Tensor, sigma: torch.Tensor,
                     generator: Optional[torch.Generator] = None) -> torch.Tensor:
