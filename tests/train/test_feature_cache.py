@@ -31,7 +31,7 @@ def test_cached_stage2_pass_gives_the_uncached_loss_and_gradients(make_cfg, clip
     mc = make_cfg(model=DECOUPLED).model_config()
     model = build_model(mc).set_mode("stage2").train()
     index = clips.index("train").iloc[::7][:6]
-    batch = LatentCache(clips, model.vae, mc.vae.cond_aug, seed=0).collate({k: index[k].to_numpy() for k in COLS})
+    batch = LatentCache(clips, model.vae, mc.vae.cond_aug, seed=0)({k: index[k].to_numpy() for k in COLS})
     keys = batch["clip_key"]
     assert len(set(keys)) == 6
     inputs = {"latents": sample_latents(batch, torch.Generator().manual_seed(1), "cpu"),

@@ -30,7 +30,7 @@ def test_cached_windows_are_the_posteriors_of_the_uncached_frames(make_cfg, clip
     rows = index.iloc[moving[:: max(1, len(moving) // 4)][:4]]
     refs = {k: rows[k].to_numpy() for k in COLS}
     cache = LatentCache(clips, model.vae, cond_aug=0.0, seed=3)
-    got = cache.collate(refs)
+    got = cache(refs)
     cut = ClipCutter(clips)(refs)  # the frames the uncached path would encode
     b, v, t = cut["frames"].shape[:3]
     mode = encode_pixels(model.vae, to_pixels(torch.from_numpy(np.array(cut["frames"]))).flatten(0, 2), 16)

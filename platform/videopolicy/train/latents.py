@@ -25,6 +25,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+from ray.data.collate_fn import NumpyBatchCollateFn
 
 from videopolicy.data.clips import ClipDataset, read_demo_shard, window_actions, window_frames
 from videopolicy.models.vae import encode_pixels, to_pixels
@@ -61,10 +62,10 @@ def encode_frames(vae, frames: np.ndarray, cond_aug: float, chunk: int,
     return {"mean": torch.cat(mean).cpu().numpy(), "std": torch.cat(std).cpu().numpy(), "cond": cond.cpu().numpy()}
 
 
-class LatentCache:
-    """The cached latents of one clip stage for one VAE; ``collate`` turns clip references into batches.
+class LatentCache(NumpyBatchCollateFn):
+    """The cached latents of one clip stage for one VAE; calling it turns clip references into batches.
 
-    Use as the trainer's ``collate_fn``: index rows (shard, start, language) -> ``latent_mean``,
+    It is the trainer's ``collate_fn`` (a NumpyBatchCollateFn, as Ray Data >= 2.47 wants): index rows (shard, start, language) -> ``latent_mean``,
     ``latent_std`` (B, V, T', C, h, w), ``cond_latents`` (B, V, C, h, w), ``actions`` (B, A_h, A),
     ``action_mask`` and ``language`` (list), all on the CPU.
     """
@@ -92,7 +93,7 @@ class LatentCache:
                 self.shards[rel] = ({k: z[k] for k in ("mean", "std", "cond")}, np.array(actions))
         log.info("latent cache %s: %d demo shards (%d encoded now)", self.dir, len(self.shards), encoded)
 
-    def collate(self, batch: dict) -> dict:
+    def __call__(self, batch: dict) -> dict:
         shards, starts = np.asarray(batch["shard"]), np.asarray(batch["start"], dtype=np.int64)
         out: dict[str, np.ndarray] = {}
         for rel in np.unique(shards):

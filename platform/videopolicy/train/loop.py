@@ -175,7 +175,7 @@ def train_loop_per_worker(config: dict) -> None:
     if cached:  # encode every frame once (or read the store's copy) instead of a VAE pass per step
         from videopolicy.train.latents import LatentCache, sample_latents
 
-        collate = LatentCache(ds, model.vae, model.cfg.vae.cond_aug, model.cfg.vae.encode_chunk, cfg.train.seed).collate
+        collate = LatentCache(ds, model.vae, model.cfg.vae.cond_aug, model.cfg.vae.encode_chunk, cfg.train.seed)
     else:
         collate = ClipCollate(ds)
     features = None
