@@ -110,3 +110,16 @@ def test_every_committed_sweep_loads_and_plans(path, tmp_path):
     plan = build_plan(sweep, str(tmp_path))
     assert [name for name, _ in sweep.rows] == [r.name for r in plan.rows]
     assert all("eval" in r.stages for r in plan.rows), "a row without an evaluation"
+
+
+def test_a_rows_subset_without_training_leaves_no_earlier_curves(tmp_path):
+    """The report directory is shared by every `--rows` subset of a sweep; an eval-only subset (the sanity
+    rows) once exported the curves an earlier subset had written there, naming stages it did not run."""
+    from videopolicy.sweep.report import learning_curves
+
+    plan = build_plan(load_sweep(ROOT / "sweeps/smoke.yaml"), str(tmp_path), rows=["scripted_expert", "random"])
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "curves.csv").write_text("stage,step,loss\nstage2/earlier,1,0.5\n")
+    assert learning_curves(plan, out).empty
+    assert not (out / "curves.csv").exists()

@@ -89,8 +89,12 @@ def _finish_rows(plan: Plan, outcomes: dict, results: pd.DataFrame, tracker) -> 
 
 def learning_curves(plan: Plan, out_dir: Path) -> pd.DataFrame:
     """Every finished training stage's learning curve (its progress file: videopolicy.progress.read_curve),
-    one row per stage and reported step, saved as curves.csv when any stage reported metrics."""
+    one row per stage and reported step, saved as curves.csv when any stage reported metrics. The report
+    directory is the sweep's, shared by every `--rows` subset: a subset without training stages must not
+    leave (and export) the previous invocation's curves."""
     from videopolicy.progress import read_curve
+
+    (out_dir / "curves.csv").unlink(missing_ok=True)
 
     parts = []
     for node in plan.nodes.values():
