@@ -65,9 +65,9 @@ def encode_frames(vae, frames: np.ndarray, cond_aug: float, chunk: int,
 class LatentCache(NumpyBatchCollateFn):
     """The cached latents of one clip stage for one VAE; calling it turns clip references into batches.
 
-    It is the trainer's ``collate_fn`` (a NumpyBatchCollateFn, as Ray Data >= 2.47 wants): index rows (shard, start, language) -> ``latent_mean``,
-    ``latent_std`` (B, V, T', C, h, w), ``cond_latents`` (B, V, C, h, w), ``actions`` (B, A_h, A),
-    ``action_mask`` and ``language`` (list), all on the CPU.
+    It is the trainer's ``collate_fn`` (a NumpyBatchCollateFn, as Ray Data >= 2.47 wants): index rows
+    (shard, start, language) -> ``latent_mean``, ``latent_std`` (B, V, T', C, h, w), ``cond_latents``
+    (B, V, C, h, w), ``actions`` (B, A_h, A), ``action_mask`` and ``language`` (list), all on the CPU.
     """
 
     def __init__(self, ds: ClipDataset, vae, cond_aug: float, chunk: int = 16, seed: int = 0):
