@@ -20,6 +20,7 @@ import pytest
 from videopolicy.evaluate.stats import wilson
 from videopolicy.report import RowInfo, ablation_table, build_report, horizon_rows
 
+ROOT = Path(__file__).resolve().parents[1]
 TASKS = ["Lift", "Stack", "PickPlaceCan", "Door"]
 N = 20  # episodes per task
 RATES = {  # success rate per task, a multiple of 1/N: the outcomes are known exactly
@@ -331,3 +332,71 @@ def test_assembled_results_equal_one_sweeps_and_refuse_unpaired_parts(tmp_path):
     moved = _results_dir(tmp_path / "moved", eps, [ROWS[0]] + ROWS[3:])
     with pytest.raises(AssemblyError, match=r"different protocol hash or seed across rows \['half_tasks'"):
         assemble_results([a, moved], tmp_path / "y", ROWS, "two_stage", "c", tags)
+
+
+def test_compare_results_pairs_rows_of_two_directories_as_one_table_would(tmp_path):
+    """Two rows from two results directories, even under one row name: the same per-task rates and paired
+    delta as one table holding both; other episodes, a missing row or the row against itself are refused."""
+    import importlib.util
+
+    from videopolicy.report.assemble import AssemblyError, compare_results
+
+    whole = _results_dir(tmp_path / "whole", results())
+    a = _results_dir(tmp_path / "a", results(), ROWS[:1])
+    b = _results_dir(tmp_path / "b", results(), [ROWS[0], ROWS[1]])
+    c = compare_results((a, "two_stage"), (b, "joint"))
+    table = pd.read_csv(whole / "ablation.csv").set_index("row")
+    assert c["tasks"] == TASKS
+    for label, row in ((c["a"], "two_stage"), (c["b"], "joint")):
+        for t in [*TASKS, "average"]:
+            assert c["rates"][label][t] == pytest.approx(tuple(table.loc[row, [t, f"{t}_lo", f"{t}_hi"]]))
+    d = c["paired"]["average"]  # the table's delta is joint minus two_stage
+    assert (d.delta, d.lo, d.hi) == pytest.approx((-table.loc["joint", "delta"], -table.loc["joint", "delta_hi"],
+                                                   -table.loc["joint", "delta_lo"]))
+    assert d.delta == pytest.approx(mean("two_stage") - mean("joint")) and (d.a_only, d.b_only) == (10, 0)
+    assert c["paired"]["Door"].delta == pytest.approx(0.2) and c["paired"]["Door"].n_pairs == N
+
+    eps = results()  # the same row name in another study: Door's last two episodes now won
+    eps.loc[(eps.row == "two_stage") & (eps.task == "Door") & (eps["index"] >= 18), "success"] = True
+    later = _results_dir(tmp_path / "later", eps, ROWS[:1])
+    d = compare_results((later, "two_stage"), (a, "two_stage"))["paired"]
+    assert (d["Door"].a_only, d["Door"].b_only, d["Lift"].delta) == (2, 0, 0.0)
+    assert d["average"].delta == pytest.approx(2 / N / len(TASKS))
+
+    eps = results()
+    eps.loc[eps.row == "joint", "seed"] += 1  # other scenes under the same keys
+    moved = _results_dir(tmp_path / "moved", eps, [ROWS[0], ROWS[1]])
+    with pytest.raises(AssemblyError, match=r"different protocol hash or seed .*moved"):
+        compare_results((a, "two_stage"), (moved, "joint"))
+    other = _results_dir(tmp_path / "other", results().assign(protocol_hash="h2"), [ROWS[0], ROWS[1]])
+    with pytest.raises(AssemblyError, match=r"different protocol hash or seed"):  # same tasks, other protocol
+        compare_results((a, "two_stage"), (other, "joint"))
+    with pytest.raises(AssemblyError, match=r"no row 'jiont' \(rows there: \['joint', 'two_stage'\]\)"):
+        compare_results((a, "two_stage"), (b, "jiont"))
+    with pytest.raises(AssemblyError, match="compared with itself"):
+        compare_results((a, "two_stage"), (a, "two_stage"))
+
+    eps = results()  # a run of Lift only: its protocol hash differs (it covers the task list), seeds match
+    lift = _results_dir(tmp_path / "lift", eps[eps.task == "Lift"].assign(protocol_hash="h-lift"), ROWS[:2])
+    prov = json.loads((lift / "provenance.json").read_text())
+    for d, tasks in ((lift, ["Lift"]), (b, TASKS)):
+        p = json.loads((d / "provenance.json").read_text())
+        (d / "provenance.json").write_text(json.dumps({**p, "eval": {**p["eval"], "tasks": tasks}}))
+    c = compare_results((b, "two_stage"), (lift, "joint"))
+    assert c["tasks"] == ["Lift"] and "seed matches" in c["caveat"]
+    assert c["paired"]["average"].delta == pytest.approx(0.1) and c["paired"]["average"].n_pairs == N
+    assert compare_results((a, "two_stage"), (whole, "joint"))["caveat"] is None  # the same task lists
+    short = eps[(eps.task == "Lift") & (eps["index"] < N - 2)].assign(protocol_hash="h-lift")
+    prov["eval"]["episodes_per_task"] = N - 2
+    fewer = _results_dir(tmp_path / "fewer", short, ROWS[:2])
+    (fewer / "provenance.json").write_text(json.dumps({**prov, "eval": {**prov["eval"], "tasks": ["Lift"]}}))
+    with pytest.raises(AssemblyError, match=r"not evaluated on the same episodes: 2 episode\(s\) only in"):
+        compare_results((b, "two_stage"), (fewer, "joint"))
+
+    spec = importlib.util.spec_from_file_location("job_compare_results", ROOT / "jobs" / "compare_results.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    assert job.main([f"{a}:two_stage", f"{b}:joint"]) == 0
+    assert job.main([f"{a}:two_stage", f"{moved}:joint"]).startswith("error: episode robosuite/")
+    with pytest.raises(SystemExit):
+        job.main([str(a), f"{b}:joint"])  # no :ROW

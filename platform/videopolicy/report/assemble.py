@@ -22,11 +22,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from videopolicy.evaluate.stats import EpisodeMismatchError, paired_difference, row_summary, success_table
 from videopolicy.report.html import build_report
 from videopolicy.report.results import check_results
 from videopolicy.report.rows import RowInfo
 
 SAME_EVAL = ("suite", "tasks", "episodes_per_task", "seed", "max_steps", "adaptive")
+SAME_SCENES = ("suite", "seed", "max_steps")  # compare_results: on the tasks both ran, paired by episode key
 OUTCOME = ["task", "episode_key", "seed", "protocol_hash", "policy_id", "success", "steps"]
 
 
@@ -62,12 +64,7 @@ def assemble_results(parts: list[Path], out: Path, infos: list[RowInfo], referen
                                     f"outcomes for it (two evaluations of two policies?): keep one part")
         chosen[info.name], source[info.name] = mine, holders[0]["dir"]
     episodes = pd.concat(chosen.values(), ignore_index=True)
-    variants = episodes.groupby(["task", "episode_key"])[["protocol_hash", "seed"]].nunique().max(axis=1)
-    if (variants > 1).any():
-        task, key = variants[variants > 1].index[0]
-        rows = sorted(set(episodes[episodes["episode_key"] == key]["row"]))
-        raise AssemblyError(f"episode {key} ({task}) has a different protocol hash or seed across rows {rows} (from "
-                            f"{sorted({str(source[r]) for r in rows})}): not the same episode, not paired")
+    _check_same_episodes(episodes, {r: str(d) for r, d in source.items()})
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,6 +91,72 @@ def assemble_results(parts: list[Path], out: Path, infos: list[RowInfo], referen
     if problems:
         raise AssemblyError(f"{out}: the assembled results fail their own check: {problems}")
     return out
+
+
+def compare_results(a: tuple[Path, str], b: tuple[Path, str]) -> dict:
+    """Row a[1] of results directory a[0] minus row b[1] of b[0], paired on the episodes both ran.
+
+    For two rows that no sweep put in one table (two budgets, two code versions, the same row name in
+    two studies): both directories must pass check_results and share the eval suite, seed and step limit;
+    the rows are compared on the tasks both ran, where they must have run the same episode keys, each with
+    the same seed and protocol hash (an adaptive row is paired on the episodes it ran). The protocol hash
+    covers the task list, so for runs of two task lists only the seeds are checked (then "caveat" says so).
+    Returns {"a": label, "b": label, "tasks": [...],
+    "rates": {label: {task or "average": (rate, lo, hi)}}, "paired": {task or "average": PairedDifference},
+    "caveat": None, or what could not be checked}.
+    """
+    parts = [_load(Path(d)) for d, _ in (a, b)]
+    for key in SAME_SCENES:
+        if parts[0]["prov"]["eval"].get(key) != parts[1]["prov"]["eval"].get(key):
+            raise AssemblyError(f"{parts[1]['dir']}: eval.{key} {parts[1]['prov']['eval'].get(key)!r} != "
+                                f"{parts[0]['prov']['eval'].get(key)!r} in {parts[0]['dir']}: not the same episodes")
+    labels, chosen = [f"{d}:{row}" for d, row in (a, b)], []
+    if labels[0] == labels[1]:
+        raise AssemblyError(f"{labels[0]} compared with itself")
+    for part, (_, row), label in zip(parts, (a, b), labels):
+        mine = part["episodes"][part["episodes"]["row"] == row]
+        if mine.empty:
+            raise AssemblyError(f"{part['dir']}: no row {row!r} (rows there: {sorted(set(part['episodes']['row']))}); "
+                                f"name one as DIR:ROW")
+        chosen.append(mine.assign(row=label))
+    shared = [t for t in pd.unique(chosen[0]["task"]) if t in set(chosen[1]["task"])]  # e.g. a Lift-only run
+    if not shared:
+        raise AssemblyError(f"{labels[0]} ran tasks {sorted(set(chosen[0]['task']))}, {labels[1]} "
+                            f"{sorted(set(chosen[1]['task']))}: no task in common")
+    episodes = pd.concat([c[c["task"].isin(shared)] for c in chosen], ignore_index=True)
+    # The protocol hash covers the task list, so runs of other task lists differ in it by construction;
+    # then only the scenes' seeds can be checked, and the result says so.
+    same_tasks = [tuple(p["prov"]["eval"].get("tasks") or ()) for p in parts]
+    checked = ("protocol_hash", "seed") if same_tasks[0] == same_tasks[1] else ("seed",)
+    _check_same_episodes(episodes, {label: label.rsplit(":", 1)[0] for label in labels}, checked)
+    caveat = None if len(checked) == 2 else (
+        f"the two runs evaluated other task lists ({list(same_tasks[0])} and {list(same_tasks[1])}): compared on "
+        f"{shared}, where every episode's seed matches; their protocol hashes differ by construction, so the "
+        f"rest of the protocol (cameras, image size, render settings) is not checked")
+    tasks = list(pd.unique(episodes["task"]))
+    table = success_table(episodes)
+    rates = {label: {t: tuple(r) for t, r in zip(g["task"], g[["rate", "lo", "hi"]].itertuples(index=False))}
+             for label, g in table.groupby("row", sort=False)}
+    for r in row_summary(episodes).itertuples(index=False):
+        rates[r.row]["average"] = (r.mean, r.lo, r.hi)
+    try:
+        paired = {t: paired_difference(episodes[episodes["task"] == t], *labels) for t in tasks}
+        paired["average"] = paired_difference(episodes, *labels)
+    except EpisodeMismatchError as e:  # e.g. 20 episodes per task against 50
+        raise AssemblyError(str(e)) from e
+    return {"a": labels[0], "b": labels[1], "tasks": tasks, "rates": rates, "paired": paired, "caveat": caveat}
+
+
+def _check_same_episodes(episodes: pd.DataFrame, source: dict[str, str],
+                         checked: tuple[str, ...] = ("protocol_hash", "seed")) -> None:
+    """Each episode key must mean one scene and rollout protocol (seed, protocol hash) across rows."""
+    variants = episodes.groupby(["task", "episode_key"])[list(checked)].nunique().max(axis=1)
+    if (variants > 1).any():
+        task, key = variants[variants > 1].index[0]
+        rows = sorted(set(episodes[episodes["episode_key"] == key]["row"]))
+        what = " or ".join(c.replace("_", " ") for c in checked)
+        raise AssemblyError(f"episode {key} ({task}) has a different {what} across rows {rows} (from "
+                            f"{sorted({source[r] for r in rows})}): not the same episode, not paired")
 
 
 def _load(d: Path) -> dict:
