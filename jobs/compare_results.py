@@ -4,8 +4,9 @@
         results/cpu_paper_no_video_tuning_12000:no_video_tuning
 
 For rows that no single table holds: two budgets of one row, two code versions, the same row name in two
-studies. Both directories must be consistent (`check_results`), share the evaluation settings, and give
-each episode key the same seed and protocol hash. Prints each row's success per task and on average
+studies. Both directories must be consistent (`check_results`) and share the eval suite, seed and step
+limit; the rows are compared on the tasks both ran, where each episode key must have the same seed (and
+protocol hash, when both ran the same task list). Prints each row's success per task and on average
 [Wilson 95%], then A minus B per task and on average [Newcombe hybrid score 95% for paired proportions],
 exact McNemar p, and the discordant counts.
 """

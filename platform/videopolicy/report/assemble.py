@@ -10,6 +10,9 @@ each episode key the same seed and protocol hash (the same scene and rollout pro
 two parts must have the same outcomes in both. The result is written like a sweep's `--results` copy
 (ablation table, report, episodes, stage timings, learning curves) with a provenance that names this
 assembly's command and each part's command, git SHA and finish time, and it must pass check_results.
+
+compare_results pairs two rows that no table holds together (two budgets of one row, two code versions),
+from two results directories, with the same checks of the episodes.
 """
 
 from __future__ import annotations
