@@ -24,6 +24,33 @@ def test_committed_results_are_consistent(directory):
 
 
 
+# results/<name>/ assembled from pieces, for a sweeps/<name>.yaml: the study's table as its sweep file says
+STUDIES = [d for d in COMMITTED if (ROOT / "sweeps" / f"{d.name}.yaml").is_file()
+           and '"command": "python jobs/assemble_results.py' in (d / "provenance.json").read_text()]
+
+
+@pytest.mark.parametrize("directory", STUDIES, ids=[p.name for p in STUDIES])
+def test_a_study_table_is_its_sweep_file_assembled_from_the_committed_pieces(directory, tmp_path, monkeypatch):
+    """Its assembly command, run again (only the output moved), gives the same table and episodes: every
+    piece is committed, and every row ran the stages the sweep file plans now (a budget changed in the file
+    but not rerun fails here, naming the row and both stages)."""
+    import importlib.util
+    import json
+    import shlex
+
+    import pandas as pd
+
+    argv = shlex.split(json.loads((directory / "provenance.json").read_text())["command"])[2:]
+    argv[argv.index("--out") + 1] = str(tmp_path / "again")
+    spec = importlib.util.spec_from_file_location("job_assemble_results", ROOT / "jobs" / "assemble_results.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    monkeypatch.chdir(ROOT)
+    assert job.main(argv) == 0
+    assert pd.read_csv(tmp_path / "again" / "ablation.csv").equals(pd.read_csv(directory / "ablation.csv"))
+    assert pd.read_parquet(tmp_path / "again" / "episodes.parquet").equals(pd.read_parquet(directory / "episodes.parquet"))
+
+
 @pytest.mark.parametrize("directory", CURVES, ids=[p.name for p in CURVES])
 def test_committed_success_curves_are_consistent(directory):
     """A success-vs-steps curve (jobs/success_curve.py): every (step, scenes, task) count, rate and Wilson

@@ -304,7 +304,8 @@ def test_results_check_recomputes_the_table_from_the_episodes(tmp_path):
 
 def test_assembled_results_equal_one_sweeps_and_refuse_unpaired_parts(tmp_path):
     """Rows from two parts (two_stage in both) make the same table as one sweep of every row; a part whose
-    episodes differ, or whose copy of a shared row disagrees, is refused with what differs and where."""
+    episodes differ, whose copy of a shared row disagrees, or whose row ran other stages than the sweep
+    plans, is refused with what differs and where."""
     from videopolicy.report.assemble import AssemblyError, assemble_results
     from videopolicy.report.results import check_results
 
@@ -332,6 +333,18 @@ def test_assembled_results_equal_one_sweeps_and_refuse_unpaired_parts(tmp_path):
     moved = _results_dir(tmp_path / "moved", eps, [ROWS[0]] + ROWS[3:])
     with pytest.raises(AssemblyError, match=r"different protocol hash or seed across rows \['half_tasks'"):
         assemble_results([a, moved], tmp_path / "y", ROWS, "two_stage", "c", tags)
+
+    # with the sweep's plan: each row's part must have run the planned stages (ids name their configs)
+    planned = {r.name: {"eval": (f"eval/{r.name}", "")} for r in ROWS}
+    planned["two_stage"]["stage1"] = ("stage1/abc", "video U-Net, 200 steps")
+    assert check_results(assemble_results([a, b], tmp_path / "p", ROWS, "two_stage", "c", tags, planned)) == []
+    planned["two_stage"]["stage1"] = ("stage1/def", "video U-Net, 2000 steps")  # the sweep file's budget moved
+    with pytest.raises(AssemblyError, match=r"row 'two_stage' in .*a: its stage1 is stage1/abc, the sweep plans "
+                                            r"stage1/def \('video U-Net, 2000 steps'\): that part ran another"):
+        assemble_results([a, b], tmp_path / "q", ROWS, "two_stage", "c", tags, planned)
+    planned["two_stage"].pop("stage1")  # a plan without the stage the part ran
+    with pytest.raises(AssemblyError, match=r"its stage1 is stage1/abc, the sweep plans none"):
+        assemble_results([a, b], tmp_path / "r", ROWS, "two_stage", "c", tags, planned)
 
 
 def test_compare_results_pairs_rows_of_two_directories_as_one_table_would(tmp_path):

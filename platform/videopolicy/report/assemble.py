@@ -7,7 +7,9 @@ episodes (a study run in pieces on machines that did not keep its store).
 A row's outcomes are copied, never recomputed, and a comparison across parts is only as paired as its
 episodes: every part must pass check_results, share the sweep's name and evaluation settings, and give
 each episode key the same seed and protocol hash (the same scene and rollout protocol); a row found in
-two parts must have the same outcomes in both. The result is written like a sweep's `--results` copy
+two parts must have the same outcomes in both; with `planned` (each row's stage ids and labels as the
+sweep file plans them now, from sweep.plan.build_plan), a part whose row ran other stages (another
+budget, a --set it was run with) is refused, so the table is the sweep file's. The result is written like a sweep's `--results` copy
 (ablation table, report, episodes, stage timings, learning curves) with a provenance that names this
 assembly's command and each part's command, git SHA and finish time, and it must pass check_results.
 
@@ -39,9 +41,14 @@ class AssemblyError(ValueError):
     """The parts cannot make one paired table; the message names the part and what differs."""
 
 
+PlannedStages = dict[str, dict[str, tuple[str, str]]]  # row -> {kind: (stage id, label)}
+CHECKED_KINDS = ("stage1", "stage2", "eval")  # each key hashes its inputs' keys: the data and the policy
+
+
 def assemble_results(parts: list[Path], out: Path, infos: list[RowInfo], reference_row: str, command: str,
-                     tags: dict[str, str]) -> Path:
-    """Write the rows of `infos` (in that order; each must be in some part) into `out` from `parts`."""
+                     tags: dict[str, str], planned: PlannedStages | None = None) -> Path:
+    """Write the rows of `infos` (in that order; each must be in some part) into `out` from `parts`;
+    with `planned`, each row's part must have run the stages the sweep plans for it."""
     loaded = [_load(Path(p)) for p in parts]
     first = loaded[0]
     for part in loaded[1:]:
@@ -59,6 +66,8 @@ def assemble_results(parts: list[Path], out: Path, infos: list[RowInfo], referen
         holders = [p for p in loaded if info.name in set(p["episodes"]["row"])]
         if not holders:
             raise AssemblyError(f"row {info.name!r} is in none of the parts {[str(p['dir']) for p in loaded]}")
+        for holder in holders if planned is not None else ():  # first: which part ran another config
+            _check_planned(holder, info.name, planned.get(info.name, {}))
         mine = holders[0]["episodes"][holders[0]["episodes"]["row"] == info.name]
         for other in holders[1:]:
             theirs = other["episodes"][other["episodes"]["row"] == info.name]
@@ -171,6 +180,23 @@ def _load(d: Path) -> dict:
             "episodes": pd.read_parquet(d / "episodes.parquet"),
             "stages": json.loads((d / "stages.json").read_text())["stages"],
             "curves": pd.read_csv(curves) if curves.is_file() else None}
+
+
+def _check_planned(part: dict, row: str, planned: dict[str, tuple[str, str]]) -> None:
+    """The row's stage1/stage2/eval in `part` must be the ones the sweep plans (same ids, so same config)."""
+    ran = {s["stage"].split("/")[0]: (s["stage"], s.get("label", "")) for s in part["stages"]
+           if row in s.get("rows", []) and s["stage"].split("/")[0] in CHECKED_KINDS}
+    for kind in CHECKED_KINDS:
+        want, got = planned.get(kind), ran.get(kind)
+        if (want and want[0]) != (got and got[0]):
+            raise AssemblyError(
+                f"row {row!r} in {part['dir']}: its {kind} is {_describe(got)}, the sweep plans {_describe(want)}: "
+                f"that part ran another config (its command: {part['prov'].get('command')!r}); rerun the row with "
+                f"the sweep file as it is, or assemble with the sweep file (and --set) it ran")
+
+
+def _describe(stage: tuple[str, str] | None) -> str:
+    return "none" if stage is None else f"{stage[0]} ({stage[1]!r})" if stage[1] else stage[0]
 
 
 def _row_stages(part: dict, rows: set[str]) -> list[str]:
