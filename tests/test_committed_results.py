@@ -23,7 +23,6 @@ def test_committed_results_are_consistent(directory):
     assert check_results(directory) == []
 
 
-
 # results/<name>/ assembled from pieces, for a sweeps/<name>.yaml: the study's table as its sweep file says
 STUDIES = [d for d in COMMITTED if (ROOT / "sweeps" / f"{d.name}.yaml").is_file()
            and '"command": "python jobs/assemble_results.py' in (d / "provenance.json").read_text()]
@@ -48,7 +47,8 @@ def test_a_study_table_is_its_sweep_file_assembled_from_the_committed_pieces(dir
     monkeypatch.chdir(ROOT)
     assert job.main(argv) == 0
     assert pd.read_csv(tmp_path / "again" / "ablation.csv").equals(pd.read_csv(directory / "ablation.csv"))
-    assert pd.read_parquet(tmp_path / "again" / "episodes.parquet").equals(pd.read_parquet(directory / "episodes.parquet"))
+    again = pd.read_parquet(tmp_path / "again" / "episodes.parquet")
+    assert again.equals(pd.read_parquet(directory / "episodes.parquet"))
 
 
 @pytest.mark.parametrize("directory", CURVES, ids=[p.name for p in CURVES])

@@ -9,9 +9,10 @@ episodes: every part must pass check_results, share the sweep's name and evaluat
 each episode key the same seed and protocol hash (the same scene and rollout protocol); a row found in
 two parts must have the same outcomes in both; with `planned` (each row's stage ids and labels as the
 sweep file plans them now, from sweep.plan.build_plan), a part whose row ran other stages (another
-budget, a --set it was run with) is refused, so the table is the sweep file's. The result is written like a sweep's `--results` copy
-(ablation table, report, episodes, stage timings, learning curves) with a provenance that names this
-assembly's command and each part's command, git SHA and finish time, and it must pass check_results.
+budget, a --set it was run with) is refused, so the table is the sweep file's. The result is written
+like a sweep's `--results` copy (ablation table, report, episodes, stage timings, learning curves) with a
+provenance that names this assembly's command and each part's command, git SHA and finish time, and it
+must pass check_results.
 
 compare_results pairs two rows that no table holds together (two budgets of one row, two code versions),
 from two results directories, with the same checks of the episodes.
