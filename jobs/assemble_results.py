@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int | str:
         plan = build_plan(sweep, sweep.base.store)  # planning reads no store and imports no torch
     except ConfigError as e:
         return f"error: {e}"
-    planned = {r.name: {s.split("/")[0]: (s, plan.nodes[s].label) for s in r.stages.values()} for r in plan.rows}
+    planned = {r.name: {plan.nodes[s].kind: (s, plan.nodes[s].label) for s in r.stages.values()} for r in plan.rows}
     infos = []
     for name, cfg in sweep.rows:  # half_tasks rows: the tasks the data stage trains on (the same split)
         seen = select_tasks(list(cfg.demos.tasks), cfg.clips)[0] if cfg.clips.task_subset != "all" else ()

@@ -4,6 +4,7 @@ stage finished, provenance complete (videopolicy.report.results). Nothing is rer
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,8 @@ def test_committed_results_are_consistent(directory):
 
 
 # results/<name>/ assembled from pieces, for a sweeps/<name>.yaml: the study's table as its sweep file says
-STUDIES = [d for d in COMMITTED if (ROOT / "sweeps" / f"{d.name}.yaml").is_file()
-           and '"command": "python jobs/assemble_results.py' in (d / "provenance.json").read_text()]
+STUDIES = [d for d in COMMITTED if (ROOT / "sweeps" / f"{d.name}.yaml").is_file() and json.loads(
+    (d / "provenance.json").read_text())["command"].startswith("python jobs/assemble_results.py ")]
 
 
 @pytest.mark.parametrize("directory", STUDIES, ids=[p.name for p in STUDIES])
@@ -34,7 +35,6 @@ def test_a_study_table_is_its_sweep_file_assembled_from_the_committed_pieces(dir
     piece is committed, and every row ran the stages the sweep file plans now (a budget changed in the file
     but not rerun fails here, naming the row and both stages)."""
     import importlib.util
-    import json
     import shlex
 
     import pandas as pd
@@ -55,8 +55,6 @@ def test_a_study_table_is_its_sweep_file_assembled_from_the_committed_pieces(dir
 def test_committed_success_curves_are_consistent(directory):
     """A success-vs-steps curve (jobs/success_curve.py): every (step, scenes, task) count, rate and Wilson
     interval recomputed from its episodes; the unseen-scene points ran the same episodes; provenance named."""
-    import json
-
     import pandas as pd
     from videopolicy.report.results import wilson95
 

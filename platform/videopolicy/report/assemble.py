@@ -185,8 +185,8 @@ def _load(d: Path) -> dict:
 
 def _check_planned(part: dict, row: str, planned: dict[str, tuple[str, str]]) -> None:
     """The row's stage1/stage2/eval in `part` must be the ones the sweep plans (same ids, so same config)."""
-    ran = {s["stage"].split("/")[0]: (s["stage"], s.get("label", "")) for s in part["stages"]
-           if row in s.get("rows", []) and s["stage"].split("/")[0] in CHECKED_KINDS}
+    ran = {s["kind"]: (s["stage"], s.get("label", "")) for s in part["stages"]
+           if row in s.get("rows", []) and s["kind"] in CHECKED_KINDS}
     for kind in CHECKED_KINDS:
         want, got = planned.get(kind), ran.get(kind)
         if (want and want[0]) != (got and got[0]):
