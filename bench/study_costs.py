@@ -9,9 +9,12 @@ loading and Ray are not in the figure (bench/train_overhead.py measures those).
 
 Prints samples/s per stage, the ratio to DP-ResNet's (when the sweep has that row), whether the stage
 meets a samples/s goal, and the stage's training time at that rate (steps x step time), so a study's
-budget can be checked in minutes instead of hours.
+budget can be checked in minutes instead of hours. `--precision fp32,bf16` times every stage under each
+(bf16: `torch.autocast("cpu", torch.bfloat16)`, the parameters and optimizer in fp32), one process
+per stage and precision, interleaved, and prints each precision's samples/s and the ratio to the first.
 
-    python bench/study_costs.py [--sweep sweeps/cpu_paper.yaml] [--steps 3] [--goal 20] [--out bench/results/study_costs.json]
+    python bench/study_costs.py [--sweep sweeps/cpu_paper.yaml] [--steps 3] [--goal 20] [--precision fp32,bf16]
+        [--out bench/results/study_costs.json]
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ def _batch(cfg: ModelConfig, b: int, g: torch.Generator) -> dict:
     return batch
 
 
-def time_stage(spec: dict, steps: int) -> dict:
+def time_stage(spec: dict, steps: int, precision: str = "fp32") -> dict:
     """In this process: build the stage's model, one warm-up step, then `steps` timed steps."""
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
@@ -85,9 +88,13 @@ def time_stage(spec: dict, steps: int) -> dict:
     params = [p for group in model.param_groups(spec["mode"]) for p in group["params"]]
     opt = torch.optim.Adam(params, lr=1e-4)
 
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
     def step():
         opt.zero_grad(set_to_none=True)
-        model(batch, spec["mode"], g).loss.backward()
+        with autocast:
+            loss = model(batch, spec["mode"], g).loss
+        loss.backward()
         opt.step()
 
     step()
@@ -104,21 +111,30 @@ def main() -> None:
     ap.add_argument("--sweep", default=str(ROOT / "sweeps/cpu_paper.yaml"))
     ap.add_argument("--steps", type=int, default=3, help="timed steps per stage (after one warm-up step)")
     ap.add_argument("--goal", type=float, default=20.0, help="samples/s every training stage should reach")
+    ap.add_argument("--precision", default="fp32",
+                    help="comma-separated: fp32, bf16 (CPU autocast); the first is the one the table is about")
     ap.add_argument("--out", default=str(ROOT / "bench/results/study_costs.json"))
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    precisions = args.precision.split(",")
+    if not precisions or set(precisions) - {"fp32", "bf16"}:
+        ap.error(f"--precision {args.precision!r}: expected fp32, bf16 or both, comma-separated")
     if args.child:
-        print(json.dumps(time_stage(json.loads(args.child), args.steps)))
+        print(json.dumps(time_stage(json.loads(args.child), args.steps, precisions[0])))
         return
 
     stages = training_stages(args.sweep)
-    print(f"{len(stages)} training stages of {args.sweep}; {args.steps} timed steps each, one process per stage")
+    print(f"{len(stages)} training stages of {args.sweep}; {args.steps} timed steps each, one process per stage "
+          f"and precision ({', '.join(precisions)})")
     for spec in stages:  # one at a time: each process has the machine to itself
-        proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec), "--steps", str(args.steps)],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{spec['stage']} ({spec['method']}, {spec['mode']}) failed:\n{proc.stderr[-3000:]}")
-        spec.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+        for prec in precisions:  # side by side: the same stage under each precision, back to back
+            proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec), "--steps",
+                                   str(args.steps), "--precision", prec], capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{spec['stage']} ({spec['method']}, {spec['mode']}, {prec}) failed:\n"
+                                   f"{proc.stderr[-3000:]}")
+            spec.setdefault("by_precision", {})[prec] = json.loads(proc.stdout.strip().splitlines()[-1])
+        spec.update(spec["by_precision"][precisions[0]])
     dp = next((s["samples_per_s"] for s in stages if s["method"] == "dp_resnet"), None)
     rows = [["stage", "rows", "mode", "batch x steps", "threads", "s/step", "samples/s", "vs dp_resnet",
              f">= {args.goal:g}/s", "est. minutes"]]
@@ -129,10 +145,18 @@ def main() -> None:
                      f"{s['samples_per_s']:.1f}", "-" if dp is None else f"{s['samples_per_s'] / dp:.2f}x",
                      "yes" if s["samples_per_s"] >= args.goal else "NO", f"{s['minutes']:.0f}"])
     print(_table(rows))
+    if len(precisions) > 1:
+        rows = [["stage", "rows", "mode"] + [f"{p} samples/s" for p in precisions]
+                + [f"{p} / {precisions[0]}" for p in precisions[1:]]]
+        for s in stages:
+            rates = [s["by_precision"][p]["samples_per_s"] for p in precisions]
+            rows.append([s["stage"], ",".join(s["rows"]), s["mode"] + (" (cached)" if s["cached_features"] else "")]
+                        + [f"{r:.1f}" for r in rates] + [f"{r / rates[0]:.2f}x" for r in rates[1:]])
+        print("\n" + _table(rows))
     total = sum(s["minutes"] for s in stages)
     print(f"\ntraining steps alone, one stage at a time: {total / 60:.1f} h (no start-up, data, VAE fit, "
           f"caches or evaluation)")
-    result = {"sweep": args.sweep, "steps": args.steps, "goal": args.goal, "stages": stages,
+    result = {"sweep": args.sweep, "steps": args.steps, "goal": args.goal, "precisions": precisions, "stages": stages,
               "machine": {"cpu_count": os.cpu_count(), "torch": torch.__version__,
                           "python": platform.python_version(), "loadavg": os.getloadavg()}}
     for s in result["stages"]:
