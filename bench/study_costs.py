@@ -11,7 +11,7 @@ Prints samples/s per stage, the ratio to DP-ResNet's (when the sweep has that ro
 meets a samples/s goal, and the stage's training time at that rate (steps x step time), so a study's
 budget can be checked in minutes instead of hours. `--precision fp32,bf16` times every stage under each
 (bf16: `torch.autocast("cpu", torch.bfloat16)`, the parameters and optimizer in fp32), one process
-per stage and precision, interleaved, and prints each precision's samples/s and the ratio to the first.
+per stage and precision, back to back for each stage, and prints each precision's samples/s and the ratio to the first.
 
     python bench/study_costs.py [--sweep sweeps/cpu_paper.yaml] [--steps 3] [--goal 20] [--precision fp32,bf16]
         [--out bench/results/study_costs.json]

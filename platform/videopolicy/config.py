@@ -287,7 +287,7 @@ class TrainConfig:
             errs.append("gpus_per_worker: must be > 0 when use_gpu is true")
         if self.precision == "bf16" and not self.use_gpu:
             errs.append("precision: bf16 autocast needs use_gpu: true (CPU runs use fp32: on this project's CPU "
-                        "models it was 0.77-1.04x fp32's speed, bench/results/study_costs_bf16.json)")
+                        "models bf16 measured no faster, bench/results/study_costs_bf16.json)")
         if self.strategy == "fsdp" and not self.use_gpu:
             errs.append("strategy: fsdp needs use_gpu: true (use ddp on CPU)")
         if self.max_failures < 0:
